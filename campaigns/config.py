@@ -1,0 +1,130 @@
+"""Settings from environment variables, over an optional TOML config file, over defaults.
+
+Every variable is ``EDM_<NAME>``; the config file (``EDM_CONFIG``, else ``./edm.toml`` when present)
+uses the same names in lower case without the prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from campaigns.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("edm-data")
+    database_url: str = ""
+    """SQLAlchemy URL; empty means a SQLite file in ``data_dir``."""
+    redis_url: str = ""
+    """Empty means a private Redis that ``edm worker`` and ``edm demo`` start themselves."""
+    smtp_url: str = "smtp://localhost:25"
+    base_url: str = "http://localhost:8000"
+    """Public URL of the tracking and unsubscribe endpoints; use https in production."""
+    secret_key: str = ""
+    """Signs return-path and unsubscribe tokens; empty means one generated into ``data_dir``."""
+    bounce_domain: str = ""
+    """Domain of the per-job return path; empty means the sender's domain."""
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    batch_size: int = 500
+    smtp_connections: int = 4
+    """Connections each worker process keeps open to the relay."""
+    smtp_timeout_s: float = 60.0
+    smtp_data_timeout_s: float = 600.0
+    """How long to wait for the reply to the final '.', as RFC 5321 suggests."""
+    lease_s: float = 120.0
+    """How long a claimed job stays with its worker without a renewal before others may take it."""
+    redispatch_after_s: float = 60.0
+    """A job published this long ago and still unclaimed is published again (a lost message)."""
+    dispatch_interval_s: float = 0.5
+    max_queued_batches: int = 8
+    """Backpressure: the dispatcher keeps at most this many batches waiting in the broker."""
+    queue_name: str = "edm-delivery"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_path = environ.get("EDM_CONFIG", "")
+        if not config_path and Path("edm.toml").is_file():
+            config_path = "edm.toml"
+        if config_path:
+            values.update(_read_config_file(Path(config_path)))
+        known = {f.name for f in fields(cls)} - {"extra"}
+        for name in known:
+            env_value = environ.get(f"EDM_{name.upper()}")
+            if env_value is not None and env_value != "":
+                values[name] = env_value
+        unknown = set(values) - known
+        settings = cls(**{k: _coerce(k, v) for k, v in values.items() if k in known})
+        return replace(settings, extra={k: values[k] for k in unknown})
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'edm.sqlite3').resolve()}"
+
+    @property
+    def secret(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key.encode()
+        return _data_dir_secret(self.data_dir)
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain ``postgresql://`` URLs at psycopg 3, the driver this project installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _coerce(name: str, value: Any) -> Any:
+    default = Settings.__dataclass_fields__[name].default
+    try:
+        if isinstance(default, bool):
+            return str(value).lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value).expanduser()
+    except ValueError:
+        raise ConfigError(f"EDM_{name.upper()}: expected a number, got {value!r}") from None
+    return str(value)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as config_file:
+            return tomllib.load(config_file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _data_dir_secret(data_dir: Path) -> bytes:
+    path = data_dir / "secret.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        candidate = data_dir / f".secret.key.{os.getpid()}"
+        candidate.write_text(secrets.token_hex(32))
+        candidate.chmod(0o600)
+        # link() fails if the key exists: two processes starting at once end up sharing one key.
+        with contextlib.suppress(FileExistsError):
+            os.link(candidate, path)
+        candidate.unlink()
+    return path.read_text().strip().encode()
