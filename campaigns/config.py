@@ -48,7 +48,12 @@ class Settings:
     dispatch_interval_s: float = 0.5
     max_queued_batches: int = 8
     """Backpressure: the dispatcher keeps at most this many batches waiting in the broker."""
+    retry_first_delay_s: float = 300.0
+    retry_max_delay_s: float = 4 * 3600.0
+    retry_lifetime_s: float = 3 * 86400.0
+    """A job still deferred this long after its first attempt ends as ``expired``."""
     queue_name: str = "edm-delivery"
+    """Celery queue; also prefixes the dispatcher's lock, so two installations can share a Redis."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -86,7 +91,7 @@ def normalise_database_url(url: str) -> str:
     """Point plain ``postgresql://`` URLs at psycopg 3, the driver this project installs."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -79,6 +79,8 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     """The relay may or may not have accepted the message (no reply to the final '.')."""
+    EXPIRED = "expired"
+    """Deferred until its retry lifetime ran out."""
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
 
@@ -154,6 +156,7 @@ class Job(Base):
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"))
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,307 @@
+"""Campaign lifecycle: create, check and schedule, pause, resume, cancel, and report status.
+
+States: draft -> scheduled -> running -> completed, with paused and cancelled on the side.
+Scheduling writes one job per recipient in the same transaction that moves the campaign on,
+so a campaign is never half-scheduled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, update
+
+from campaigns.errors import NotFound, StateError, TemplateError
+from campaigns.message import MessageSkeleton
+from campaigns.models import (
+    Campaign,
+    CampaignState,
+    Job,
+    JobState,
+    Recipient,
+    RecipientList,
+    Suppression,
+    utc_now,
+)
+from campaigns.storage import Database
+from campaigns.templating import CompiledTemplate, TemplateSource, load_template, missing_fields
+from campaigns.tokens import sign_job_token
+
+FINAL_CAMPAIGN_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    id: int
+    name: str
+    state: str
+    list_name: str
+    template_name: str
+    counts: dict[str, int]
+    send_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", sum(self.counts.values()))
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "list": self.list_name,
+            "template": self.template_name,
+            "total": self.total,
+            "counts": self.counts,
+            "send_at": iso(self.send_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+def campaign_template(campaign: Campaign) -> TemplateSource:
+    return TemplateSource(
+        name=campaign.template_name,
+        subject=campaign.subject_template,
+        html=campaign.html_template,
+        text=campaign.text_template,
+    )
+
+
+def create_campaign(
+    database: Database,
+    *,
+    name: str,
+    list_name: str,
+    template: str,
+    from_address: str,
+    templates_dir: Any,
+    subject: str | None = None,
+) -> Campaign:
+    """Make a draft campaign; the template is compiled now so a syntax error stops here."""
+    source = load_template(template, templates_dir)
+    if subject is not None:
+        source = TemplateSource(
+            name=source.name, subject=subject, html=source.html, text=source.text
+        )
+    CompiledTemplate(source)
+    MessageSkeleton(from_address=from_address, campaign_uuid="check")
+    with database.session() as session:
+        recipient_list = _list_by_name(session, list_name)
+        campaign = Campaign(
+            name=name,
+            list_id=recipient_list.id,
+            state=CampaignState.DRAFT,
+            from_address=from_address,
+            template_name=source.name,
+            subject_template=source.subject,
+            html_template=source.html,
+            text_template=source.text,
+        )
+        session.add(campaign)
+        session.flush()
+        return campaign
+
+
+def schedule_campaign(database: Database, campaign_id: int, *, send_at: datetime) -> int:
+    """Check the template against every recipient, then write the jobs. Returns the job count."""
+    with database.session() as session:
+        campaign = _campaign(session, campaign_id)
+        if campaign.state != CampaignState.DRAFT:
+            raise StateError(
+                f"campaign {campaign_id} is {campaign.state}; only a draft is scheduled"
+            )
+        _check_template_against_list(session, campaign)
+        now = utc_now()
+        suppressed = select(Suppression.email_key).where(
+            Suppression.email_key == Recipient.email_key
+        )
+        for state, condition in (
+            (JobState.QUEUED, ~suppressed.exists()),
+            (JobState.SUPPRESSED, suppressed.exists()),
+        ):
+            session.execute(
+                insert(Job).from_select(
+                    ["campaign_id", "recipient_id", "state", "attempts", "updated_at"],
+                    select(
+                        literal(campaign.id),
+                        Recipient.id,
+                        literal(str(state)),
+                        literal(0),
+                        literal(now, type_=Job.__table__.c.updated_at.type),
+                    )
+                    .where(Recipient.list_id == campaign.list_id, condition)
+                    .order_by(Recipient.id),
+                )
+            )
+        campaign.state = CampaignState.SCHEDULED
+        campaign.send_at = send_at
+        return session.scalar(select(func.count()).where(Job.campaign_id == campaign.id)) or 0
+
+
+def _check_template_against_list(session: Any, campaign: Campaign) -> None:
+    compiled = CompiledTemplate(campaign_template(campaign))
+    fields_stream = session.execute(
+        select(Recipient.fields).where(Recipient.list_id == campaign.list_id).order_by(Recipient.id)
+    ).scalars()
+    lacking = missing_fields(compiled, fields_stream)
+    if lacking:
+        total = session.scalar(select(func.count()).where(Recipient.list_id == campaign.list_id))
+        variable, count = max(lacking.items(), key=lambda item: item[1])
+        others = f" (and {len(lacking) - 1} more variables)" if len(lacking) > 1 else ""
+        raise TemplateError(
+            f"campaign {campaign.id}: template {campaign.template_name!r} uses {{{{ {variable} }}}}"
+            f" but {count} of {total} recipients lack it{others}"
+        )
+    first = session.execute(
+        select(Recipient.id, Recipient.email, Recipient.fields)
+        .where(Recipient.list_id == campaign.list_id)
+        .order_by(Recipient.id)
+        .limit(1)
+    ).first()
+    if first is not None:
+        # A trial render catches what a variable check cannot (a filter failing on real data).
+        compiled.render(
+            render_context(
+                campaign_name=campaign.name,
+                email=first.email,
+                fields=first.fields,
+                unsubscribe_url="https://example.invalid/u/check",
+            )
+        )
+
+
+def render_context(
+    *, campaign_name: str, email: str, fields: dict[str, str], unsubscribe_url: str
+) -> dict[str, Any]:
+    """The variables a template sees: the recipient's merge fields plus the built-in ones."""
+    return {
+        **fields,
+        "email": email,
+        "unsubscribe_url": unsubscribe_url,
+        "campaign_name": campaign_name,
+    }
+
+
+def unsubscribe_url(base_url: str, secret: bytes, job_id: int) -> str:
+    return f"{base_url.rstrip('/')}/u/{sign_job_token(secret, 'unsubscribe', job_id)}"
+
+
+def pause_campaign(database: Database, campaign_id: int) -> str:
+    return _transition(
+        database,
+        campaign_id,
+        allowed=(CampaignState.SCHEDULED, CampaignState.RUNNING),
+        target=lambda _campaign: CampaignState.PAUSED,
+        verb="pause",
+    )
+
+
+def resume_campaign(database: Database, campaign_id: int) -> str:
+    def target(campaign: Campaign) -> CampaignState:
+        if campaign.started_at is None and campaign.send_at and campaign.send_at > utc_now():
+            return CampaignState.SCHEDULED
+        return CampaignState.RUNNING
+
+    return _transition(
+        database, campaign_id, allowed=(CampaignState.PAUSED,), target=target, verb="resume"
+    )
+
+
+def cancel_campaign(database: Database, campaign_id: int) -> str:
+    state = _transition(
+        database,
+        campaign_id,
+        allowed=(
+            CampaignState.DRAFT,
+            CampaignState.SCHEDULED,
+            CampaignState.RUNNING,
+            CampaignState.PAUSED,
+        ),
+        target=lambda _campaign: CampaignState.CANCELLED,
+        verb="cancel",
+    )
+    cancel_unsent_jobs(database, campaign_id)
+    return state
+
+
+def cancel_unsent_jobs(database: Database, campaign_id: int) -> int:
+    """Jobs not yet handed to a relay end as cancelled; ones being sent finish first."""
+    with database.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.campaign_id == campaign_id,
+                Job.state.in_((JobState.QUEUED, JobState.DEFERRED)),
+            )
+            .values(state=JobState.CANCELLED, updated_at=utc_now())
+        )
+        return result.rowcount
+
+
+def campaign_status(database: Database, campaign_id: int) -> CampaignStatus:
+    with database.session() as session:
+        campaign = _campaign(session, campaign_id)
+        counts = {str(state): 0 for state in JobState}
+        rows = session.execute(
+            select(Job.state, func.count())
+            .where(Job.campaign_id == campaign_id)
+            .group_by(Job.state)
+        )
+        counts.update({state: count for state, count in rows})
+        list_name = session.scalar(
+            select(RecipientList.name).where(RecipientList.id == campaign.list_id)
+        )
+        return CampaignStatus(
+            id=campaign.id,
+            name=campaign.name,
+            state=campaign.state,
+            list_name=list_name or "",
+            template_name=campaign.template_name,
+            counts=counts,
+            send_at=campaign.send_at,
+            started_at=campaign.started_at,
+            finished_at=campaign.finished_at,
+        )
+
+
+def get_campaign(database: Database, campaign_id: int) -> Campaign:
+    with database.session() as session:
+        return _campaign(session, campaign_id)
+
+
+def _transition(
+    database: Database, campaign_id: int, *, allowed: tuple[str, ...], target: Any, verb: str
+) -> str:
+    with database.session() as session:
+        campaign = _campaign(session, campaign_id, for_update=True)
+        if campaign.state not in allowed:
+            raise StateError(f"campaign {campaign_id} is {campaign.state}; cannot {verb} it")
+        campaign.state = target(campaign)
+        if campaign.state == CampaignState.CANCELLED:
+            campaign.finished_at = utc_now()
+        return campaign.state
+
+
+def _campaign(session: Any, campaign_id: int, *, for_update: bool = False) -> Campaign:
+    query = select(Campaign).where(Campaign.id == campaign_id)
+    if for_update:
+        query = query.with_for_update()
+    campaign = session.scalar(query)
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    return campaign
+
+
+def _list_by_name(session: Any, list_name: str) -> RecipientList:
+    recipient_list = session.scalar(select(RecipientList).where(RecipientList.name == list_name))
+    if recipient_list is None:
+        raise NotFound(f"list {list_name!r} not found (import one with `edm lists import`)")
+    return recipient_list

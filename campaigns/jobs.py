@@ -1,0 +1,211 @@
+"""Per-recipient jobs: claiming a batch, recording outcomes, releasing and renewing claims.
+
+Every function here is one short transaction. A claim is atomic: a job moves from a claimable
+state to ``sending`` in a single UPDATE, so a batch delivered twice by the broker finds nothing
+left to send the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from campaigns.models import (
+    CLAIMABLE_JOB_STATES,
+    Campaign,
+    CampaignState,
+    Job,
+    JobState,
+    Recipient,
+    Suppression,
+    utc_now,
+)
+from campaigns.storage import Database
+
+# SQLite allows 32766 bound parameters, older builds 999: keep IN-lists well below.
+IN_LIST_SIZE = 500
+
+
+def chunked(items: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: int
+    campaign_id: int
+    email: str
+    fields: dict[str, str]
+    attempts: int
+    first_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: int
+    state: JobState
+    code: int | None
+    status: str | None
+    reply: str
+    attempts: int
+    """Attempts including the one that produced this outcome."""
+    first_attempt_at: datetime
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+def claim_jobs(
+    database: Database, job_ids: Sequence[int], *, worker_id: str, lease_s: float
+) -> list[ClaimedJob]:
+    """Take the still-claimable jobs among ``job_ids`` for this worker; others are skipped."""
+    now = utc_now()
+    running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
+    claimed_ids: list[int] = []
+    with database.session() as session:
+        for ids in chunked(list(job_ids)):
+            result = session.execute(
+                update(Job)
+                .where(
+                    Job.id.in_(ids),
+                    Job.state.in_(CLAIMABLE_JOB_STATES),
+                    Job.campaign_id.in_(running),
+                    or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
+                )
+                .values(
+                    state=JobState.SENDING,
+                    claimed_by=worker_id,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    updated_at=now,
+                )
+                .returning(Job.id)
+            )
+            claimed_ids.extend(result.scalars())
+    if not claimed_ids:
+        return []
+    claimed: list[ClaimedJob] = []
+    suppressed_ids: list[int] = []
+    with database.session() as session:
+        for ids in chunked(claimed_ids):
+            rows = session.execute(
+                select(
+                    Job.id,
+                    Job.campaign_id,
+                    Job.attempts,
+                    Job.first_attempt_at,
+                    Recipient.email,
+                    Recipient.fields,
+                    Suppression.email_key,
+                )
+                .join(Recipient, Recipient.id == Job.recipient_id)
+                .outerjoin(Suppression, Suppression.email_key == Recipient.email_key)
+                .where(Job.id.in_(ids))
+                .order_by(Job.id)
+            )
+            for row in rows:
+                # Checked again at send time: an address may be suppressed after the campaign began.
+                if row.email_key is not None:
+                    suppressed_ids.append(row.id)
+                    continue
+                claimed.append(
+                    ClaimedJob(
+                        job_id=row.id,
+                        campaign_id=row.campaign_id,
+                        email=row.email,
+                        fields=dict(row.fields or {}),
+                        attempts=row.attempts,
+                        first_attempt_at=row.first_attempt_at,
+                    )
+                )
+        for ids in chunked(suppressed_ids):
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(ids))
+                .values(
+                    state=JobState.SUPPRESSED, claimed_by=None, lease_until=None, updated_at=now
+                )
+            )
+    return claimed
+
+
+def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
+    """Write many outcomes in one transaction (one round trip per outcome is the slow path)."""
+    if not outcomes:
+        return
+    now = utc_now()
+    rows = [
+        {
+            "id": outcome.job_id,
+            "state": outcome.state,
+            "last_code": outcome.code,
+            "last_status": outcome.status,
+            "last_reply": outcome.reply[:2000],
+            "attempts": outcome.attempts,
+            "first_attempt_at": outcome.first_attempt_at,
+            "next_attempt_at": outcome.next_attempt_at,
+            "sent_at": outcome.sent_at,
+            "claimed_by": None,
+            "lease_until": None,
+            "dispatched_at": None,
+            "updated_at": now,
+        }
+        for outcome in outcomes
+    ]
+    with database.session() as session:
+        session.execute(update(Job), rows)
+
+
+def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) -> int:
+    """Give unsent claimed jobs back (pause, shutdown); the dispatcher publishes them again."""
+    released = 0
+    with database.session() as session:
+        for ids in chunked(list(job_ids)):
+            result = session.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
+                .values(
+                    state=JobState.QUEUED,
+                    claimed_by=None,
+                    lease_until=None,
+                    dispatched_at=None,
+                    updated_at=utc_now(),
+                )
+            )
+            released += result.rowcount
+    return released
+
+
+def renew_leases(
+    database: Database, job_ids: Sequence[int], *, worker_id: str, lease_s: float
+) -> None:
+    lease_until = utc_now() + timedelta(seconds=lease_s)
+    with database.session() as session:
+        for ids in chunked(list(job_ids)):
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
+                .values(lease_until=lease_until)
+            )
+
+
+def release_expired_leases(database: Database, now: datetime) -> int:
+    """Jobs of a worker that died mid-batch go back to the queue once their lease runs out."""
+    with database.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(and_(Job.state == JobState.SENDING, Job.lease_until < now))
+            .values(state=JobState.QUEUED, claimed_by=None, lease_until=None, dispatched_at=None)
+        )
+        return result.rowcount
+
+
+def campaign_states(database: Database, campaign_ids: Iterable[int]) -> dict[int, str]:
+    with database.session() as session:
+        rows = session.execute(
+            select(Campaign.id, Campaign.state).where(Campaign.id.in_(list(campaign_ids)))
+        )
+        return {row.id: row.state for row in rows}

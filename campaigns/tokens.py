@@ -1,0 +1,69 @@
+"""Signed, opaque tokens that name a job: in return paths, unsubscribe links and tracking URLs.
+
+A token is the job id in base 32 followed by 16 base-32 characters (80 bits) of HMAC-SHA256 over
+the purpose and the job id. The alphabet is lower-case letters and the digits 2-7 only, so a token
+is safe in a URL path and in an address local part, and survives an MTA lower-casing the return
+path. A token signed for one purpose ("bounce") is worthless for another ("unsubscribe").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_DIGIT_VALUES = {character: value for value, character in enumerate(_ALPHABET)}
+_MAC_CHARS = 16
+_MAC_BYTES = _MAC_CHARS * 5 // 8
+_MAX_JOB_ID = 2**63 - 1
+"""Largest id a signed 64-bit database column holds; it takes 13 base-32 digits."""
+_MAX_TOKEN_CHARS = 13 + _MAC_CHARS
+
+
+def sign_job_token(secret: bytes, purpose: str, job_id: int) -> str:
+    if not 0 <= job_id <= _MAX_JOB_ID:
+        raise ValueError(f"job id out of range: {job_id}")
+    return _encode_number(job_id) + _mac(secret, purpose, job_id)
+
+
+def verify_job_token(secret: bytes, purpose: str, token: str) -> int | None:
+    """The job id a token names, or None when it was not signed with ``secret`` for ``purpose``."""
+    if not isinstance(token, str) or not _MAC_CHARS < len(token) <= _MAX_TOKEN_CHARS:
+        return None
+    token = token.lower()
+    id_part, mac_part = token[:-_MAC_CHARS], token[-_MAC_CHARS:]
+    job_id = _decode_number(id_part)
+    if job_id is None or job_id > _MAX_JOB_ID or _encode_number(job_id) != id_part:
+        # The last check refuses other spellings of the same number ("aab" for "b").
+        return None
+    if not hmac.compare_digest(_mac(secret, purpose, job_id), mac_part):
+        return None
+    return job_id
+
+
+def _mac(secret: bytes, purpose: str, job_id: int) -> str:
+    # With its length in front, no purpose can run on into the job id: every (purpose, id) pair
+    # signs a different message.
+    purpose_bytes = purpose.encode()
+    message = b"edm-job-token:%d:%s:%d" % (len(purpose_bytes), purpose_bytes, job_id)
+    digest = hmac.new(secret, message, hashlib.sha256).digest()[:_MAC_BYTES]
+    return _encode_number(int.from_bytes(digest, "big")).rjust(_MAC_CHARS, _ALPHABET[0])
+
+
+def _encode_number(number: int) -> str:
+    digits = []
+    while True:
+        number, remainder = divmod(number, 32)
+        digits.append(_ALPHABET[remainder])
+        if number == 0:
+            return "".join(reversed(digits))
+
+
+def _decode_number(text: str) -> int | None:
+    number = 0
+    for character in text:
+        value = _DIGIT_VALUES.get(character)
+        if value is None:
+            return None
+        number = number * 32 + value
+    return number

@@ -1,0 +1,439 @@
+"""The SMTP pool against real in-process aiosmtpd servers, and the relay URL it is built from."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from campaigns.errors import ConfigError, ServiceUnavailable
+from tests.smtp_server import DataEnd, RecordingSmtpServer
+from workers.smtp_pool import SendOutcome, SmtpPool
+from workers.smtp_replies import SmtpReply, enhanced_status
+from workers.smtp_url import SmtpRelay, parse_smtp_url
+
+T = TypeVar("T")
+SENDER = "bounces+job1@news.example"
+MESSAGE = b"From: news@news.example\r\nSubject: Hello\r\n\r\nHello there.\r\n"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def pool_for(server: RecordingSmtpServer, **options: Any) -> SmtpPool:
+    settings: dict[str, Any] = {"size": 2, "timeout_s": 5.0, "data_timeout_s": 5.0}
+    settings.update(options)
+    return SmtpPool(parse_smtp_url(server.url), local_hostname="worker.test", **settings)
+
+
+async def send_each(pool: SmtpPool, *recipients: str) -> list[SendOutcome]:
+    """Send one after another, then close the pool."""
+    try:
+        return [
+            await pool.send(sender=SENDER, recipient=recipient, message=MESSAGE)
+            for recipient in recipients
+        ]
+    finally:
+        await pool.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# Relay URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example", SmtpRelay("mail.example", 25, "none", None, None)),
+        ("smtp://127.0.0.1:2525", SmtpRelay("127.0.0.1", 2525, "none", None, None)),
+        (
+            "smtp+starttls://user:pass@mail.example",
+            SmtpRelay("mail.example", 587, "starttls", "user", "pass"),
+        ),
+        (
+            "smtps://me%40corp.example:p%3Aw%2Fd%40@smtp.example:2465",
+            SmtpRelay("smtp.example", 2465, "tls", "me@corp.example", "p:w/d@"),
+        ),
+        ("SMTPS://key@smtp.example", SmtpRelay("smtp.example", 465, "tls", "key", None)),
+        ("smtp://[::1]:25", SmtpRelay("::1", 25, "none", None, None)),
+    ],
+)
+def test_parse_smtp_url_accepts(url: str, expected: SmtpRelay) -> None:
+    assert parse_smtp_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("", "no scheme"),
+        ("mail.example:25", "unknown scheme"),
+        ("http://mail.example", "unknown scheme 'http'"),
+        ("smtp://", "no host"),
+        ("smtp://mail.example:99999", "out of range"),
+        ("smtp://mail.example:abc", "Port could not be cast"),
+        ("smtp://mail.example/path", "unexpected path"),
+        ("smtp://user:secret@mail.example", "needs smtp+starttls"),
+        ("smtps://:secret@mail.example", "a password without a user name"),
+    ],
+)
+def test_parse_smtp_url_rejects_in_one_line_naming_the_setting(url: str, complaint: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_smtp_url(url)
+    message = str(raised.value)
+    assert message.startswith("EDM_SMTP_URL")
+    assert complaint in message
+    assert "secret" not in message
+    assert "\n" not in message
+
+
+def test_relay_display_hides_the_password() -> None:
+    relay = parse_smtp_url("smtps://me%40corp.example:hunter2@smtp.example")
+    assert relay.display() == "smtps://me%40corp.example@smtp.example:465"
+    assert "hunter2" not in repr(relay)
+
+
+# Replies
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("5.1.1 <x@y>: Recipient address rejected", "5.1.1"),
+        ("4.7.1 Try later", "4.7.1"),
+        ("2.0.0 Ok: queued as 12345", "2.0.0"),
+        ("5.7.26 Unauthenticated email is not accepted", "5.7.26"),
+        ("Mailbox unavailable", None),
+        ("3.1.1 not a class", None),
+        ("5.1.1.1 too many parts", None),
+        ("", None),
+    ],
+)
+def test_enhanced_status(text: str, status: str | None) -> None:
+    assert enhanced_status(text) == status
+
+
+def test_reply_is_a_code_and_message_with_its_status() -> None:
+    reply = SmtpReply(550, "5.1.1 No such user\nsee https://help.example")
+    assert reply.code == 550
+    assert reply.status == "5.1.1"
+    assert str(reply) == "550 5.1.1 No such user see https://help.example"
+
+
+# Sending
+
+
+def test_many_messages_share_at_most_size_connections_and_each_arrives_once() -> None:
+    recipients = [f"user{number}@example.org" for number in range(200)]
+
+    async def send_all(pool: SmtpPool) -> list[SendOutcome]:
+        try:
+            return await asyncio.gather(
+                *(
+                    pool.send(sender=SENDER, recipient=recipient, message=MESSAGE)
+                    for recipient in recipients
+                )
+            )
+        finally:
+            await pool.close()
+
+    with RecordingSmtpServer() as server:
+        outcomes = run(send_all(pool_for(server, size=4)))
+        assert server.wait_for(200, timeout_s=5)
+        received = Counter(tuple(message.rcpt_tos) for message in server.messages)
+        connections = server.connections
+
+    assert {outcome.kind for outcome in outcomes} == {"accepted"}
+    assert received == Counter((recipient,) for recipient in recipients)
+    assert 1 <= connections <= 4
+    assert all(message.mail_from == SENDER for message in server.messages)
+
+
+def test_message_bytes_arrive_intact_including_lines_that_start_with_a_dot() -> None:
+    message = b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
+    with RecordingSmtpServer() as server:
+        pool = pool_for(server)
+
+        async def send_one() -> SendOutcome:
+            try:
+                return await pool.send(sender=SENDER, recipient="dots@example.org", message=message)
+            finally:
+                await pool.close()
+
+        outcome = run(send_one())
+        assert outcome.kind == "accepted"
+        assert server.messages[0].data == message
+
+
+def test_unknown_recipient_is_rejected_with_its_status_and_the_connection_is_reused() -> None:
+    def behaviour(address: str) -> tuple[int, str] | None:
+        return (550, "5.1.1 No such user") if address.startswith("nobody") else None
+
+    with RecordingSmtpServer(behaviour=behaviour) as server:
+        rejected, accepted = run(
+            send_each(pool_for(server, size=1), "nobody@example.org", "someone@example.org")
+        )
+        assert [message.rcpt_tos for message in server.messages] == [["someone@example.org"]]
+        connections = server.connections
+
+    assert rejected == SendOutcome("rejected", 550, "550 5.1.1 No such user", "5.1.1")
+    assert accepted.kind == "accepted"
+    assert connections == 1
+
+
+def test_temporary_refusal_is_deferred_and_the_connection_is_reused() -> None:
+    def behaviour(address: str) -> tuple[int, str] | None:
+        return (451, "4.7.1 Try later") if address.startswith("greylisted") else None
+
+    with RecordingSmtpServer(behaviour=behaviour) as server:
+        deferred, accepted = run(
+            send_each(pool_for(server, size=1), "greylisted@example.org", "ok@example.org")
+        )
+        connections = server.connections
+
+    assert deferred == SendOutcome("deferred", 451, "451 4.7.1 Try later", "4.7.1")
+    assert accepted.kind == "accepted"
+    assert connections == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [((554, "5.7.1 Message refused as spam"), "rejected"), ((452, "4.3.1 Disk full"), "deferred")],
+)
+def test_reply_to_the_end_of_data_decides_the_outcome(reply: tuple[int, str], kind: str) -> None:
+    with RecordingSmtpServer(data_behaviour=lambda recipients: reply) as server:
+        (outcome,) = run(send_each(pool_for(server), "user@example.org"))
+        assert server.messages == []
+
+    assert outcome.kind == kind
+    assert (outcome.code, outcome.status) == (reply[0], enhanced_status(reply[1]))
+
+
+def test_closed_port_is_deferred_with_a_one_line_reason() -> None:
+    relay = SmtpRelay("127.0.0.1", closed_port(), "none", None, None)
+    pool = SmtpPool(relay, size=2, timeout_s=2.0, data_timeout_s=2.0, local_hostname="w.test")
+
+    (outcome,) = run(send_each(pool, "user@example.org"))
+
+    assert outcome.kind == "deferred"
+    assert outcome.code is None and outcome.status is None
+    assert "refused" in outcome.message.lower()
+    assert "\n" not in outcome.message
+
+
+def test_connections_the_relay_closed_while_idle_are_reopened() -> None:
+    async def send_with_pause(pool: SmtpPool) -> list[SendOutcome]:
+        try:
+            first = await pool.send(sender=SENDER, recipient="a@example.org", message=MESSAGE)
+            await asyncio.sleep(1.0)  # the server's idle timeout is 0.3 s
+            second = await pool.send(sender=SENDER, recipient="b@example.org", message=MESSAGE)
+            return [first, second]
+        finally:
+            await pool.close()
+
+    with RecordingSmtpServer(idle_timeout_s=0.3) as server:
+        outcomes = run(send_with_pause(pool_for(server, size=1)))
+        recipients = [message.rcpt_tos for message in server.messages]
+        connections = server.connections
+
+    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert recipients == [["a@example.org"], ["b@example.org"]]
+    assert connections == 2
+
+
+def test_a_connection_dropped_unnoticed_is_retried_once_before_mail_from() -> None:
+    with RecordingSmtpServer() as server:
+
+        async def send_after_drop(pool: SmtpPool) -> list[SendOutcome]:
+            try:
+                first = await pool.send(sender=SENDER, recipient="a@example.org", message=MESSAGE)
+                # Blocking here keeps this event loop from seeing the close before MAIL FROM.
+                server.disconnect_all()
+                second = await pool.send(sender=SENDER, recipient="b@example.org", message=MESSAGE)
+                return [first, second]
+            finally:
+                await pool.close()
+
+        outcomes = run(send_after_drop(pool_for(server, size=1)))
+        recipients = [message.rcpt_tos for message in server.messages]
+        connections = server.connections
+
+    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert recipients == [["a@example.org"], ["b@example.org"]]
+    assert connections == 2
+
+
+def test_no_reply_to_the_end_of_data_is_unknown_after_the_data_timeout() -> None:
+    with RecordingSmtpServer(data_behaviour=lambda recipients: DataEnd.HANG) as server:
+        started = time.monotonic()
+        (outcome,) = run(
+            send_each(pool_for(server, timeout_s=30.0, data_timeout_s=1.0), "user@example.org")
+        )
+        elapsed_s = time.monotonic() - started
+
+    assert outcome.kind == "unknown"
+    assert outcome.code is None
+    assert "\n" not in outcome.message
+    assert 1.0 <= elapsed_s < 10.0
+
+
+def test_connection_lost_at_the_end_of_data_is_unknown_because_the_relay_may_have_it() -> None:
+    with RecordingSmtpServer(data_behaviour=lambda recipients: DataEnd.DROP) as server:
+        unknown, after = run(
+            send_each(pool_for(server, size=1), "user@example.org", "next@example.org")
+        )
+        recipients = [message.rcpt_tos for message in server.messages]
+
+    assert unknown.kind == "unknown"
+    # The relay did take it: retrying would have sent a duplicate.
+    assert recipients[0] == ["user@example.org"]
+    assert after.kind == "unknown"  # the same server behaviour, on a fresh connection
+
+
+def test_slow_reply_to_the_end_of_data_waits_for_data_timeout_not_command_timeout() -> None:
+    with RecordingSmtpServer(delay_s=1.5) as server:
+        (outcome,) = run(
+            send_each(pool_for(server, timeout_s=0.5, data_timeout_s=10.0), "user@example.org")
+        )
+        assert len(server.messages) == 1
+
+    assert outcome.kind == "accepted"
+
+
+def test_check_passes_against_a_live_relay_and_fails_in_one_line_against_a_closed_port() -> None:
+    with RecordingSmtpServer() as server:
+        pool = pool_for(server)
+        run(pool.check())
+        run(pool.close())
+
+    relay = SmtpRelay("127.0.0.1", closed_port(), "none", None, None)
+    pool = SmtpPool(relay, size=1, timeout_s=2.0, data_timeout_s=2.0, local_hostname="w.test")
+    with pytest.raises(ServiceUnavailable) as raised:
+        run(pool.check())
+    message = str(raised.value)
+    assert message.startswith(f"SMTP relay smtp://127.0.0.1:{relay.port}: ")
+    assert "\n" not in message
+
+
+def test_a_closed_pool_refuses_to_send() -> None:
+    with RecordingSmtpServer() as server:
+        pool = pool_for(server)
+        run(pool.close())
+        with pytest.raises(RuntimeError, match="closed"):
+            run(pool.send(sender=SENDER, recipient="user@example.org", message=MESSAGE))
+
+
+# TLS
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key)."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def test_starttls_and_auth_deliver_over_an_encrypted_session(
+    certificate: tuple[Path, Path],
+) -> None:
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    with RecordingSmtpServer(
+        tls_context=server_tls(certificate), credentials=("sender", "p@ss")
+    ) as server:
+        relay = parse_smtp_url(f"smtp+starttls://sender:p%40ss@127.0.0.1:{server.port}")
+        pool = SmtpPool(
+            relay, size=1, timeout_s=5.0, data_timeout_s=5.0, tls_context=trust,
+            local_hostname="w.test",
+        )  # fmt: skip
+        outcomes = run(send_each(pool, "a@example.org", "b@example.org"))
+        connections = server.connections
+        received = len(server.messages)
+
+    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert (received, connections) == (2, 1)
+
+
+def test_wrong_password_fails_the_check_naming_the_relay_without_the_password(
+    certificate: tuple[Path, Path],
+) -> None:
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    with RecordingSmtpServer(
+        tls_context=server_tls(certificate), credentials=("sender", "right")
+    ) as server:
+        relay = parse_smtp_url(f"smtp+starttls://sender:wrong@127.0.0.1:{server.port}")
+        pool = SmtpPool(relay, size=1, timeout_s=5.0, tls_context=trust, local_hostname="w.test")
+        with pytest.raises(ServiceUnavailable) as raised:
+            run(pool.check())
+
+    message = str(raised.value)
+    assert message.startswith(f"SMTP relay smtp+starttls://sender@127.0.0.1:{server.port}: 535")
+    assert "wrong" not in message
+
+
+def test_untrusted_certificate_defers_instead_of_sending_in_the_clear(
+    certificate: tuple[Path, Path],
+) -> None:
+    with RecordingSmtpServer(tls_context=server_tls(certificate)) as server:
+        relay = parse_smtp_url(f"smtp+starttls://127.0.0.1:{server.port}")
+        pool = SmtpPool(relay, size=1, timeout_s=5.0, local_hostname="w.test")
+        (outcome,) = run(send_each(pool, "a@example.org"))
+        assert server.messages == []
+
+    assert outcome.kind == "deferred"
+    assert "certificate" in outcome.message.lower()
+
+
+def test_plain_relay_does_not_attempt_opportunistic_starttls(
+    certificate: tuple[Path, Path],
+) -> None:
+    # The server offers STARTTLS with a certificate the client would reject; a plain relay must
+    # not try it, so the message is sent unencrypted as configured.
+    offered = server_tls(certificate)
+    with RecordingSmtpServer(tls_context=offered, tls_required=False) as server:
+        (outcome,) = run(send_each(pool_for(server), "a@example.org"))
+        assert len(server.messages) == 1
+
+    assert outcome.kind == "accepted"
+
+
+def test_non_ascii_recipient_is_sent_with_smtputf8() -> None:
+    with RecordingSmtpServer() as server:
+        (outcome,) = run(send_each(pool_for(server), "josé@exämple.org"))
+        recipients = [message.rcpt_tos for message in server.messages]
+
+    assert outcome.kind == "accepted"
+    assert recipients == [["josé@exämple.org"]]

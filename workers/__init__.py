@@ -1,0 +1,1 @@
+"""How mail is sent: Celery app, delivery, SMTP connections."""

@@ -1,0 +1,37 @@
+"""Child processes that never outlive the process that started them."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when its parent dies; None elsewhere.
+
+    Everything is resolved before fork, so the child only makes two system calls. Linux ties
+    the signal to the thread that forked, not the process: a server started from a pool thread
+    would die with that thread, so only the main thread asks for it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    parent_pid = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        # The parent may already have died between fork and prctl.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return die_with_parent
