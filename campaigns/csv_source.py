@@ -69,7 +69,8 @@ class CsvChunk:
     ``rows[i]`` holds one value per header, unstripped, and starts on line ``lines[i]``. Rows
     with fewer values than headers are padded with ``""`` (pandas cannot tell ``a,b`` from
     ``a,b,`` in a three-column file); rows where every value is empty are left out. Rows with
-    more values than headers are not in ``rows`` but in ``malformed`` as (line, reason).
+    more values than headers are not in ``rows`` but in ``malformed`` as (line, reason), except
+    that one empty value too many (a trailing delimiter) is dropped silently.
     """
 
     lines: list[int]
@@ -92,8 +93,9 @@ def detect_layout(path: Path, encoding: str | None = None) -> CsvLayout:
         text = _DecodingReader(path, raw, codec, bom_length).read(len(head))
     if not text.strip():
         raise CsvImportError(f"{path}: the file is empty")
-    sample = text if len(head) < SNIFF_BYTES else text[: text.rfind("\n") + 1] or text
-    delimiter = _sniff_delimiter(sample)
+    complete = len(head) < SNIFF_BYTES
+    sample = text if complete else text[: text.rfind("\n") + 1] or text
+    delimiter = _sniff_delimiter(sample, complete)
     try:
         header_row = next(csv.reader(_lines(sample), delimiter=delimiter), [])
     except csv.Error as error:
@@ -366,11 +368,14 @@ def _bom_length(first_bytes: bytes, codec: str) -> int:
     return 0
 
 
-def _sniff_delimiter(sample: str) -> str:
+def _sniff_delimiter(sample: str, complete: bool) -> str:
     """The candidate splitting the sample's records into the most, equally many, fields."""
     best, best_score = ",", (False, 1)
     for delimiter in DELIMITERS:
         widths = _record_widths(sample, delimiter)
+        if not complete:
+            # The sample may end inside a quoted value: its last record may be cut short.
+            widths = widths[:-1] or widths
         if not widths or widths[0] < 2:
             continue
         consistent = all(width == widths[0] for width in widths)
