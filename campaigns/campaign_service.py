@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select, update
 
 from campaigns.errors import NotFound, StateError, TemplateError
+from campaigns.jobs import chunked
 from campaigns.message import MessageSkeleton
 from campaigns.models import (
     Campaign,
@@ -25,6 +26,7 @@ from campaigns.models import (
     Suppression,
     utc_now,
 )
+from campaigns.send_times import LocalTimePlan, local_send_times, spread_slots
 from campaigns.storage import Database
 from campaigns.templating import CompiledTemplate, TemplateSource, load_template, missing_fields
 from campaigns.tokens import sign_job_token
@@ -110,8 +112,28 @@ def create_campaign(
         return campaign
 
 
-def schedule_campaign(database: Database, campaign_id: int, *, send_at: datetime) -> int:
-    """Check the template against every recipient, then write the jobs. Returns the job count."""
+@dataclass(frozen=True)
+class ScheduleResult:
+    jobs: int
+    first_due: datetime
+    last_due: datetime
+    recipients_without_zone: int = 0
+    """With a local-time plan: recipients whose zone was missing or unknown (default zone used)."""
+
+
+def schedule_campaign(
+    database: Database,
+    campaign_id: int,
+    *,
+    send_at: datetime,
+    local_time: LocalTimePlan | None = None,
+    spread_hours: float = 0.0,
+) -> ScheduleResult:
+    """Check the template against every recipient, then write the jobs with their due times.
+
+    ``send_at`` starts the campaign; ``local_time`` instead makes each recipient due at a wall
+    time on their own clock; ``spread_hours`` releases recipients evenly from ``send_at`` on.
+    """
     with database.session() as session:
         campaign = _campaign(session, campaign_id)
         if campaign.state != CampaignState.DRAFT:
@@ -141,9 +163,60 @@ def schedule_campaign(database: Database, campaign_id: int, *, send_at: datetime
                     .order_by(Recipient.id),
                 )
             )
+        jobs = session.scalar(select(func.count()).where(Job.campaign_id == campaign.id)) or 0
+        result = ScheduleResult(jobs, send_at, send_at)
+        if local_time is not None:
+            result = _plan_local_times(session, campaign, local_time, jobs)
+        elif spread_hours:
+            result = _plan_spread(session, campaign, send_at, spread_hours * 3600.0, jobs)
         campaign.state = CampaignState.SCHEDULED
-        campaign.send_at = send_at
-        return session.scalar(select(func.count()).where(Job.campaign_id == campaign.id)) or 0
+        campaign.send_at = result.first_due
+        return result
+
+
+def _plan_local_times(
+    session: Any, campaign: Campaign, plan: LocalTimePlan, jobs: int
+) -> ScheduleResult:
+    rows = session.execute(
+        select(Job.id, Recipient.fields)
+        .join(Recipient, Recipient.id == Job.recipient_id)
+        .where(Job.campaign_id == campaign.id)
+    ).all()
+    zone_of = {job_id: (fields or {}).get(plan.timezone_field) or None for job_id, fields in rows}
+    times = local_send_times(plan, zone_of.values())
+    ids_by_due: dict[datetime, list[int]] = {}
+    for job_id, zone_name in zone_of.items():
+        due = times.due_by_zone[zone_name or plan.default_zone]
+        ids_by_due.setdefault(due, []).append(job_id)
+    for due, ids in ids_by_due.items():
+        for chunk in chunked(ids):
+            session.execute(update(Job).where(Job.id.in_(chunk)).values(next_attempt_at=due))
+    dues = list(ids_by_due) or [times.due_by_zone[plan.default_zone]]
+    without_zone = sum(
+        1 for name in zone_of.values() if name is None or name in times.unknown_zones
+    )
+    return ScheduleResult(jobs, min(dues), max(dues), without_zone)
+
+
+def _plan_spread(
+    session: Any, campaign: Campaign, start: datetime, spread_s: float, jobs: int
+) -> ScheduleResult:
+    job_ids = list(
+        session.scalars(select(Job.id).where(Job.campaign_id == campaign.id).order_by(Job.id))
+    )
+    slots = spread_slots(len(job_ids), start=start, spread_s=spread_s)
+    for slot in slots:
+        session.execute(
+            update(Job)
+            .where(
+                Job.campaign_id == campaign.id,
+                Job.id >= job_ids[slot.first_index],
+                Job.id <= job_ids[slot.last_index],
+            )
+            .values(next_attempt_at=slot.due)
+        )
+    last_due = slots[-1].due if slots else start
+    return ScheduleResult(jobs, start, last_due)
 
 
 def _check_template_against_list(session: Any, campaign: Campaign) -> None:

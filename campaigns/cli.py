@@ -67,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--now", action="store_true")
     when.add_argument("--at", metavar="ISO-8601", help="e.g. 2026-12-01T09:00")
     schedule.add_argument("--tz", default="UTC", metavar="ZONE", help="zone of --at (default UTC)")
+    plan = schedule.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--local-time",
+        action="store_true",
+        help="send at --at on each recipient's own clock (zone from --tz-field, else --tz)",
+    )
+    plan.add_argument(
+        "--spread-hours", type=float, default=0.0, metavar="N", help="release evenly over N hours"
+    )
+    schedule.add_argument(
+        "--tz-field",
+        default="timezone",
+        metavar="FIELD",
+        help="merge field holding each recipient's IANA zone (default: timezone)",
+    )
     schedule.set_defaults(handler=_campaigns_schedule)
 
     status = campaigns.add_parser("status", help="state and counts of a campaign")
@@ -160,10 +175,36 @@ def parse_send_at(at: str | None, zone_name: str) -> datetime:
 
 def _campaigns_schedule(args: argparse.Namespace, settings: Settings) -> None:
     from campaigns.campaign_service import schedule_campaign
+    from campaigns.send_times import LocalTimePlan
 
+    local_time = None
+    if args.local_time:
+        if args.now:
+            raise InputError("--local-time: needs --at with the wall-clock time to send at")
+        try:
+            wall_time = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise InputError(f"--at: {args.at!r} is not an ISO-8601 date and time") from None
+        local_time = LocalTimePlan(
+            wall_time=wall_time, timezone_field=args.tz_field, default_zone=args.tz
+        )
     send_at = parse_send_at(None if args.now else args.at, args.tz)
-    jobs = schedule_campaign(_database(settings), args.id, send_at=send_at)
-    print(f"campaign {args.id} scheduled for {send_at.isoformat()} with {jobs} recipients")
+    result = schedule_campaign(
+        _database(settings),
+        args.id,
+        send_at=send_at,
+        local_time=local_time,
+        spread_hours=args.spread_hours,
+    )
+    when = result.first_due.isoformat()
+    if result.last_due != result.first_due:
+        when = f"{when} to {result.last_due.isoformat()}"
+    print(f"campaign {args.id} scheduled with {result.jobs} recipients, due {when}")
+    if result.recipients_without_zone:
+        print(
+            f"  {result.recipients_without_zone} recipients have no known zone in "
+            f"{args.tz_field!r}: sent at {args.at} {args.tz}"
+        )
 
 
 def _campaigns_status(args: argparse.Namespace, settings: Settings) -> None:

@@ -75,7 +75,7 @@ def run_demo(settings: Settings) -> None:
             )
         try:
             started = time.monotonic()
-            total = schedule_campaign(database, campaign.id, send_at=utc_now())
+            total = schedule_campaign(database, campaign.id, send_at=utc_now()).jobs
             _watch(console, database, campaign.id, total, worker, worker_log)
             elapsed_s = time.monotonic() - started
         finally:

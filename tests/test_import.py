@@ -20,7 +20,7 @@ from campaigns import fields as fields_module
 from campaigns.csv_source import detect_layout
 from campaigns.errors import CsvImportError, InputError
 from campaigns.fields import find_email_column, normalise_email, normalise_field_name
-from campaigns.importer import RejectedRow, import_recipients
+from campaigns.importer import ImportReport, RejectedRow, import_recipients
 from campaigns.models import Recipient, RecipientList, Suppression
 from campaigns.sample_lists import write_sample_list
 from campaigns.storage import Database
@@ -56,7 +56,7 @@ def _nothing_written(database: Database) -> bool:
     return lists == 0 and recipients == 0
 
 
-def _counts(report: object) -> dict[str, int]:
+def _counts(report: ImportReport) -> dict[str, int]:
     names = ("imported", "updated", "duplicates", "rejected", "suppressed")
     return {name: getattr(report, name) for name in names}
 
@@ -466,6 +466,13 @@ def test_reimport_updates_instead_of_duplicating(
     again = import_recipients(database, second, "main")
     assert _counts(again) == dict(imported=0, updated=2, duplicates=1, rejected=0, suppressed=0)
     assert len(_stored(database)) == 2
+
+
+def test_chunk_rows_must_be_positive(tmp_path: Path, database: Database):
+    path = _write(tmp_path / "list.csv", "email\na@example.com\n")
+
+    with pytest.raises(InputError, match="chunk_rows must be at least 1, got 0"):
+        import_recipients(database, path, "main", chunk_rows=0)
 
 
 def test_lists_are_separate(tmp_path: Path, database: Database):
