@@ -167,3 +167,43 @@ class Job(Base):
     last_reply: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    first_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a message after the relay took it."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class JobEvent(Base):
+    """One thing that happened to one recipient's message: the history a person can read."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        Index("ix_job_events_campaign_kind_time", "campaign_id", "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CampaignCounter(Base):
+    """Counters kept as events arrive, so a million-recipient campaign reads them at once."""
+
+    __tablename__ = "campaign_counters"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -15,47 +15,11 @@ from campaigns.models import (
     CampaignState,
     Job,
     JobState,
-    Recipient,
-    RecipientList,
     Suppression,
     utc_now,
 )
 from campaigns.storage import Database
-
-
-def _campaign_with_jobs(
-    database: Database, recipients: int, *, state: str = CampaignState.RUNNING
-) -> tuple[int, list[int]]:
-    with database.session() as session:
-        recipient_list = RecipientList(name=f"list-{utc_now().timestamp()}", field_names=["email"])
-        session.add(recipient_list)
-        session.flush()
-        people = [
-            Recipient(
-                list_id=recipient_list.id,
-                email=f"person{i}@example.com",
-                email_key=f"person{i}@example.com",
-                fields={"email": f"person{i}@example.com"},
-            )
-            for i in range(recipients)
-        ]
-        session.add_all(people)
-        campaign = Campaign(
-            name="c",
-            list_id=recipient_list.id,
-            state=state,
-            from_address="news@example.com",
-            template_name="t",
-            subject_template="s",
-            html_template="<p>h</p>",
-            send_at=utc_now(),
-        )
-        session.add(campaign)
-        session.flush()
-        jobs = [Job(campaign_id=campaign.id, recipient_id=person.id) for person in people]
-        session.add_all(jobs)
-        session.flush()
-        return campaign.id, [job.id for job in jobs]
+from tests.factories import campaign_with_jobs
 
 
 def _job_states(database: Database, job_ids: Sequence[int]) -> list[str]:
@@ -88,7 +52,7 @@ class _Broker:
 
 
 def test_a_batch_claimed_twice_is_sent_once(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 5)
+    _, job_ids = campaign_with_jobs(database, 5)
     first = claim_jobs(database, job_ids, worker_id="a", lease_s=60)
     second = claim_jobs(database, job_ids, worker_id="b", lease_s=60)
     assert [job.job_id for job in first] == job_ids
@@ -97,13 +61,13 @@ def test_a_batch_claimed_twice_is_sent_once(database: Database) -> None:
 
 
 def test_jobs_of_a_paused_campaign_are_not_claimed(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 3, state=CampaignState.PAUSED)
+    _, job_ids = campaign_with_jobs(database, 3, state=CampaignState.PAUSED)
     assert claim_jobs(database, job_ids, worker_id="a", lease_s=60) == []
     assert _job_states(database, job_ids) == [JobState.QUEUED] * 3
 
 
 def test_an_address_suppressed_after_scheduling_is_not_sent(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 3)
+    _, job_ids = campaign_with_jobs(database, 3)
     with database.session() as session:
         session.add(Suppression(email_key="person1@example.com", reason="unsubscribe"))
     claimed = claim_jobs(database, job_ids, worker_id="a", lease_s=60)
@@ -112,7 +76,7 @@ def test_an_address_suppressed_after_scheduling_is_not_sent(database: Database) 
 
 
 def test_released_jobs_can_be_claimed_again(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 4)
+    _, job_ids = campaign_with_jobs(database, 4)
     claim_jobs(database, job_ids, worker_id="a", lease_s=60)
     assert release_jobs(database, job_ids[2:], worker_id="someone-else") == 0
     assert release_jobs(database, job_ids[2:], worker_id="a") == 2
@@ -123,7 +87,7 @@ def test_released_jobs_can_be_claimed_again(database: Database) -> None:
 def test_dispatcher_publishes_due_jobs_in_batches_within_the_queue_room(
     database: Database,
 ) -> None:
-    _, job_ids = _campaign_with_jobs(database, 25)
+    _, job_ids = campaign_with_jobs(database, 25)
     broker = _Broker()
     broker.depth = 1
     dispatcher = broker.dispatcher(database, batch_size=10, max_queued_batches=3)
@@ -137,14 +101,14 @@ def test_dispatcher_publishes_due_jobs_in_batches_within_the_queue_room(
 
 
 def test_a_full_queue_gets_nothing_more(database: Database) -> None:
-    _campaign_with_jobs(database, 5)
+    campaign_with_jobs(database, 5)
     broker = _Broker()
     broker.depth = 8
     assert broker.dispatcher(database, max_queued_batches=8).run_once().published_jobs == 0
 
 
 def test_jobs_whose_message_was_lost_are_published_again(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 3)
+    _, job_ids = campaign_with_jobs(database, 3)
     broker = _Broker()
     dispatcher = broker.dispatcher(database, redispatch_after_s=30)
     dispatcher.run_once()
@@ -154,7 +118,7 @@ def test_jobs_whose_message_was_lost_are_published_again(database: Database) -> 
 
 
 def test_a_dead_workers_jobs_return_after_the_lease(database: Database) -> None:
-    _, job_ids = _campaign_with_jobs(database, 2)
+    _, job_ids = campaign_with_jobs(database, 2)
     claim_jobs(database, job_ids, worker_id="dead", lease_s=5)
     broker = _Broker()
     dispatcher = broker.dispatcher(database)
@@ -167,7 +131,7 @@ def test_a_dead_workers_jobs_return_after_the_lease(database: Database) -> None:
 def test_scheduled_campaign_starts_when_due_and_completes_when_nothing_is_pending(
     database: Database,
 ) -> None:
-    campaign_id, job_ids = _campaign_with_jobs(database, 2, state=CampaignState.SCHEDULED)
+    campaign_id, job_ids = campaign_with_jobs(database, 2, state=CampaignState.SCHEDULED)
     with database.session() as session:
         session.get_one(Campaign, campaign_id).send_at = utc_now() + timedelta(hours=1)
     broker = _Broker()
@@ -199,7 +163,7 @@ def test_scheduled_campaign_starts_when_due_and_completes_when_nothing_is_pendin
 
 @pytest.mark.parametrize("leftover", [JobState.QUEUED, JobState.DEFERRED])
 def test_jobs_left_in_a_cancelled_campaign_end_cancelled(database: Database, leftover: str) -> None:
-    _, job_ids = _campaign_with_jobs(database, 1, state=CampaignState.CANCELLED)
+    _, job_ids = campaign_with_jobs(database, 1, state=CampaignState.CANCELLED)
     with database.session() as session:
         session.get_one(Job, job_ids[0]).state = leftover
     _Broker().dispatcher(database).run_once()
