@@ -47,6 +47,14 @@ def _import(env: dict[str, str], path: Path, *extra: str) -> object:
     return run_edm(["lists", "import", str(path), "--list", "people", *extra], env)
 
 
+def _create(env: dict[str, str], template: Path, *extra: str) -> object:
+    return run_edm(
+        ["campaigns", "create", "--name", "x", "--list", "people", "--template", str(template),
+         "--from", "news@example.com", *extra],
+        env,
+    )  # fmt: skip
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -82,22 +90,7 @@ def test_a_template_with_a_syntax_error_is_refused_at_create(
     template.mkdir()
     (template / "subject.txt").write_text("Hello")
     (template / "body.html").write_text("<p>line one</p>\n<p>{% if first_name %}oops</p>\n")
-    result = run_edm(
-        [
-            "campaigns",
-            "create",
-            "--name",
-            "x",
-            "--list",
-            "people",
-            "--template",
-            str(template),
-            "--from",
-            "news@example.com",
-        ],
-        env,
-    )
-    _assert_one_line_error(result, "body.html")
+    _assert_one_line_error(_create(env, template), "body.html")
     assert _counts(env)[2] == 0
 
 
@@ -110,22 +103,7 @@ def test_an_undefined_variable_is_refused_at_schedule_naming_it_and_the_count(
     template.mkdir()
     (template / "subject.txt").write_text("Hi {{ first_name }}")
     (template / "body.html").write_text("<p>Your code: {{ coupon_code }}</p>")
-    created = run_edm(
-        [
-            "campaigns",
-            "create",
-            "--name",
-            "x",
-            "--list",
-            "people",
-            "--template",
-            str(template),
-            "--from",
-            "news@example.com",
-            "--json",
-        ],
-        env,
-    )
+    created = _create(env, template, "--json")
     campaign_id = json.loads(created.stdout)["id"]
     result = run_edm(["campaigns", "schedule", str(campaign_id), "--now"], env)
     _assert_one_line_error(result, "coupon_code", "2 of 2", f"campaign {campaign_id}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,15 +16,11 @@ from campaigns.campaign_service import (
     resume_campaign,
     schedule_campaign,
 )
-from campaigns.config import Settings
-from campaigns.dispatch import Dispatcher, DispatchLimits
 from campaigns.importer import import_recipients
 from campaigns.models import Job, JobState, Recipient, utc_now
 from campaigns.storage import Database
+from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.smtp_server import DataEnd, RecordingSmtpServer
-from workers.delivery import DeliveryContext, deliver_batch
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
 
 
 def _template(folder: Path) -> Path:
@@ -54,37 +48,7 @@ def _campaign(
         templates_dir=tmp_path,
     )
     schedule_campaign(database, campaign.id, send_at=utc_now())
-    published: list[list[int]] = []
-    Dispatcher(
-        database,
-        publish=lambda ids: published.append(list(ids)),
-        queue_depth=lambda: 0,
-        limits=DispatchLimits(batch_size=10_000),
-    ).run_once()
-    return campaign.id, [job_id for batch in published for job_id in batch]
-
-
-def _context(
-    database: Database, server: RecordingSmtpServer, **overrides: object
-) -> DeliveryContext:
-    settings = replace(Settings(secret_key="k", smtp_connections=3, lease_s=30), **overrides)
-    pool = SmtpPool(
-        parse_smtp_url(server.url),
-        size=settings.smtp_connections,
-        timeout_s=5,
-        data_timeout_s=settings.smtp_data_timeout_s,
-    )
-    return DeliveryContext(settings=settings, database=database, pool=pool, worker_id="test")
-
-
-def _deliver(context: DeliveryContext, job_ids: Sequence[int]) -> None:
-    async def run() -> None:
-        try:
-            await deliver_batch(context, job_ids)
-        finally:
-            await context.pool.close()
-
-    asyncio.run(run())
+    return campaign.id, publish_due_jobs(database)
 
 
 def _jobs_by_email(database: Database) -> dict[str, Job]:
@@ -109,7 +73,7 @@ def test_each_reply_class_ends_in_its_state_with_the_reply_recorded(
     with RecordingSmtpServer(behaviour=behaviour) as server:
         _, job_ids = _campaign(database, tmp_path, addresses)
         before = utc_now()
-        _deliver(_context(database, server), job_ids)
+        deliver(delivery_context(database, server), job_ids)
         received = sorted(rcpt for message in server.messages for rcpt in message.rcpt_tos)
 
     assert received == ["ok1@example.com", "ok2@example.com"]
@@ -132,14 +96,10 @@ def test_no_reply_to_the_final_dot_is_recorded_as_unknown_not_retried(
 ) -> None:
     with RecordingSmtpServer(data_behaviour=lambda _rcpts: DataEnd.HANG) as server:
         _, job_ids = _campaign(database, tmp_path, ["slow@example.com"])
-        _deliver(_context(database, server, smtp_data_timeout_s=1.0), job_ids)
+        deliver(delivery_context(database, server, smtp_data_timeout_s=1.0), job_ids)
     job = _jobs_by_email(database)["slow@example.com"]
     assert job.state == JobState.UNKNOWN
-    published: list[Sequence[int]] = []
-    Dispatcher(
-        database, publish=published.append, queue_depth=lambda: 0, limits=DispatchLimits()
-    ).run_once()
-    assert published == []
+    assert publish_due_jobs(database) == []
 
 
 def test_a_batch_delivered_twice_sends_each_message_once(
@@ -148,9 +108,9 @@ def test_a_batch_delivered_twice_sends_each_message_once(
     addresses = [f"p{i}@example.com" for i in range(30)]
     with RecordingSmtpServer() as server:
         _, job_ids = _campaign(database, tmp_path, addresses)
-        context = _context(database, server)
-        _deliver(context, job_ids)
-        _deliver(_context(database, server), job_ids)
+        context = delivery_context(database, server)
+        deliver(context, job_ids)
+        deliver(delivery_context(database, server), job_ids)
         received = Counter(rcpt for message in server.messages for rcpt in message.rcpt_tos)
     assert received == Counter(addresses)
     assert server.connections <= 3 * 2
@@ -165,7 +125,7 @@ def test_pause_mid_batch_hands_back_the_rest_and_resume_sends_each_once(
         pauser = threading.Timer(0.6, pause_campaign, args=(database, campaign_id))
         pauser.start()
         started = time.monotonic()
-        _deliver(_context(database, server), job_ids)
+        deliver(delivery_context(database, server), job_ids)
         pauser.join()
         assert time.monotonic() - started < 2.5
         sent_before_resume = len(server.messages)
@@ -177,14 +137,7 @@ def test_pause_mid_batch_hands_back_the_rest_and_resume_sends_each_once(
         }
 
         resume_campaign(database, campaign_id)
-        published: list[list[int]] = []
-        Dispatcher(
-            database,
-            publish=lambda ids: published.append(list(ids)),
-            queue_depth=lambda: 0,
-            limits=DispatchLimits(batch_size=10_000),
-        ).run_once()
-        _deliver(_context(database, server), [job for batch in published for job in batch])
+        deliver(delivery_context(database, server), publish_due_jobs(database))
         received = Counter(rcpt for message in server.messages for rcpt in message.rcpt_tos)
     assert received == Counter(addresses)
 
@@ -201,7 +154,7 @@ def test_a_recipient_whose_data_cannot_render_fails_alone(
             recipient.fields = {
                 key: value for key, value in recipient.fields.items() if key != field
             }
-        _deliver(_context(database, server), job_ids)
+        deliver(delivery_context(database, server), job_ids)
         assert [message.rcpt_tos for message in server.messages] == [["a@example.com"]]
     failed = _jobs_by_email(database)["b@example.com"]
     assert failed.state == JobState.FAILED
