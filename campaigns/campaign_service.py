@@ -86,8 +86,12 @@ def create_campaign(
     from_address: str,
     templates_dir: Any,
     subject: str | None = None,
+    tracking: bool = True,
 ) -> Campaign:
-    """Make a draft campaign; the template is compiled now so a syntax error stops here."""
+    """Make a draft campaign; the template is compiled now so a syntax error stops here.
+
+    ``tracking`` adds the open pixel and click redirects to the HTML part of each message.
+    """
     source = load_template(template, templates_dir)
     if subject is not None:
         source = TemplateSource(
@@ -106,6 +110,7 @@ def create_campaign(
             subject_template=source.subject,
             html_template=source.html,
             text_template=source.text,
+            tracking=tracking,
         )
         session.add(campaign)
         session.flush()

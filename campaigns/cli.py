@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.config import Settings
 from campaigns.errors import EdmError, InputError
+from campaigns.models import JobState
 from campaigns.storage import Database, open_database
 
 EXIT_ERROR = 1
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="send a sample campaign to a local capture server")
     demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the worker running and serve the dashboard until Ctrl-C",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="dashboard port with --serve (8000)")
     demo.set_defaults(handler=_demo)
 
     lists = commands.add_parser("lists", help="recipient lists").add_subparsers(
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--template", required=True, metavar="PATH_OR_NAME")
     create.add_argument("--from", required=True, dest="from_address", metavar="ADDRESS")
     create.add_argument("--subject", help="a Jinja subject that replaces the template's")
+    create.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="no open pixel and no click redirects (the unsubscribe link stays)",
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=_campaigns_create)
 
@@ -98,6 +110,40 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("id", type=int)
         sub.set_defaults(handler=_campaigns_transition, transition=action)
 
+    failures = campaigns.add_parser(
+        "failures", help="every recipient not delivered, with the relay's last reply"
+    )
+    failures.add_argument("id", type=int)
+    failures.add_argument("--csv", action="store_true", help="CSV on stdout, safe for spreadsheets")
+    failures.add_argument(
+        "--state",
+        action="append",
+        dest="states",
+        choices=[state.value for state in JobState if state != JobState.SENT],
+        help="only jobs in this state (repeatable)",
+    )
+    failures.set_defaults(handler=_campaigns_failures)
+
+    retry = campaigns.add_parser(
+        "retry", help="send again to recipients whose failure may pass (never hard bounces)"
+    )
+    retry.add_argument("id", type=int)
+    retry.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also messages with no reply to the final '.' (the recipient may get them twice)",
+    )
+    retry.add_argument(
+        "--include-policy",
+        action="store_true",
+        help="also 5.7.x policy refusals, once their cause (DNS, authentication) is fixed",
+    )
+    retry.set_defaults(handler=_campaigns_retry)
+
+    _add_suppression_commands(commands)
+    _add_dkim_commands(commands)
+    _add_bounce_commands(commands)
+
     worker = commands.add_parser("worker", help="run a delivery worker (and the dispatcher)")
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
     worker.add_argument(
@@ -106,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not run a dispatcher here (one runs elsewhere)",
     )
     worker.set_defaults(handler=_worker)
+
+    track = commands.add_parser("track", help="serve the open, click and unsubscribe links")
+    track.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    track.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    track.set_defaults(handler=_track)
+
+    from dashboard.commands import add_dashboard_commands
+
+    add_dashboard_commands(commands)
     return parser
 
 
@@ -149,6 +204,7 @@ def _campaigns_create(args: argparse.Namespace, settings: Settings) -> None:
         from_address=args.from_address,
         subject=args.subject,
         templates_dir=settings.templates_dir,
+        tracking=not args.no_tracking,
     )
     if args.json:
         _print_json({"id": campaign.id, "name": campaign.name, "state": campaign.state})
@@ -232,6 +288,177 @@ def _campaigns_transition(args: argparse.Namespace, settings: Settings) -> None:
     print(f"campaign {args.id} is now {state}")
 
 
+def _campaigns_failures(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.failure_report import write_csv, write_table
+    from campaigns.failures import undelivered_recipients
+
+    recipients = undelivered_recipients(_database(settings), args.id, states=args.states or ())
+    if args.csv:
+        write_csv(recipients, sys.stdout)
+        return
+    if write_table(recipients, sys.stdout) == 0:
+        print(f"campaign {args.id}: no undelivered recipients")
+
+
+def _campaigns_retry(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.failures import retry_failures
+
+    result = retry_failures(
+        _database(settings),
+        args.id,
+        include_unknown=args.include_unknown,
+        include_policy=args.include_policy,
+    )
+    by_class = ", ".join(f"{count} {name}" for name, count in sorted(result.requeued.items()))
+    print(
+        f"campaign {args.id} is {result.campaign_state}: {sum(result.requeued.values())} "
+        f"recipients queued again{f' ({by_class})' if by_class else ''}, "
+        f"{result.due_now} deferred now due"
+    )
+
+
+def _add_suppression_commands(commands: Any) -> None:
+    from campaigns.suppression import SuppressionReason
+
+    reasons = [reason.value for reason in SuppressionReason]
+    suppression = commands.add_parser(
+        "suppression", help="addresses never mailed again"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    importing = suppression.add_parser("import", help="suppress every address in a CSV")
+    importing.add_argument("path", type=Path)
+    importing.add_argument(
+        "--reason",
+        choices=reasons,
+        default="manual",
+        help="for rows without a reason column (default: manual)",
+    )
+    importing.add_argument("--encoding", help="the CSV's encoding when it is not UTF-8/UTF-16")
+    importing.add_argument("--json", action="store_true", help="print the report as JSON")
+    importing.set_defaults(handler=_suppression_import)
+
+    adding = suppression.add_parser("add", help="suppress one or more addresses")
+    adding.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    adding.add_argument("--reason", choices=reasons, default="manual")
+    adding.add_argument("--detail", help="a note kept with the entry")
+    adding.set_defaults(handler=_suppression_add)
+
+    export = suppression.add_parser("export", help="the list as CSV, safe for spreadsheets")
+    export.add_argument("--csv", type=Path, metavar="PATH", help="write here, not to stdout")
+    export.set_defaults(handler=_suppression_export)
+
+    remove = suppression.add_parser("remove", help="allow mail to an address again")
+    remove.add_argument("address")
+    remove.set_defaults(handler=_suppression_remove)
+
+
+def _add_dkim_commands(commands: Any) -> None:
+    dkim = commands.add_parser("dkim", help="DKIM signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    keygen = dkim.add_parser("keygen", help="make a signing key and print its DNS record")
+    keygen.add_argument("--selector", required=True)
+    keygen.add_argument("--domain", required=True, help="the d= domain, usually the From domain")
+    keygen.add_argument("--type", choices=["rsa", "ed25519"], default="rsa", dest="key_type")
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="private key file (default: DATA_DIR/dkim/SELECTOR._domainkey.DOMAIN.pem)",
+    )
+    keygen.add_argument("--json", action="store_true")
+    keygen.set_defaults(handler=_dkim_keygen)
+
+
+def _suppression_import(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.suppression import SuppressionReason
+    from campaigns.suppression_import import import_suppressions
+
+    report = import_suppressions(
+        _database(settings),
+        args.path,
+        reason=SuppressionReason(args.reason),
+        encoding=args.encoding,
+    )
+    if args.json:
+        _print_json(report.as_dict())
+        return
+    print(
+        f"{args.path} -> suppression list: {report.added} added, "
+        f"{report.already_suppressed} already suppressed, {report.duplicates} duplicates, "
+        f"{report.rejected} rejected"
+    )
+    shown = 20
+    for error in report.errors[:shown]:
+        print(f"  {args.path}:{error.line}: {error.reason}")
+    if len(report.errors) > shown:
+        print(f"  ... and {len(report.errors) - shown} more (use --json for all)")
+
+
+def _suppression_add(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.suppression import SuppressionReason, add_suppressions
+
+    added = add_suppressions(
+        _database(settings),
+        args.addresses,
+        reason=SuppressionReason(args.reason),
+        detail=args.detail,
+    )
+    print(f"{added} added to the suppression list")
+
+
+def _suppression_export(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.csv_export import write_csv, write_csv_file
+    from campaigns.suppression import EXPORT_COLUMNS, iter_suppressions
+
+    rows = (
+        (entry.email_key, entry.reason, entry.detail, entry.created_at)
+        for entry in iter_suppressions(_database(settings))
+    )
+    if args.csv is None:
+        write_csv(rows, EXPORT_COLUMNS, sys.stdout)
+        return
+    count = write_csv_file(args.csv, rows, EXPORT_COLUMNS)
+    print(f"{count} suppressed addresses written to {args.csv}")
+
+
+def _suppression_remove(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.suppression import remove_suppression
+
+    remove_suppression(_database(settings), args.address)
+    print(f"{args.address.strip()} removed from the suppression list")
+
+
+def _dkim_keygen(args: argparse.Namespace, settings: Settings) -> None:
+    from campaigns.dkim import checked_dns_name
+    from campaigns.dkim_keys import dns_record, generate_private_key, write_private_key
+
+    selector = checked_dns_name(args.selector, "--selector", InputError)
+    domain = checked_dns_name(args.domain, "--domain", InputError)
+    path = args.out or settings.data_dir / "dkim" / f"{selector}._domainkey.{domain}.pem"
+    path = path.expanduser().resolve()
+    key = generate_private_key(args.key_type)
+    record = dns_record(key, selector=selector, domain=domain)
+    write_private_key(key, path)
+    if args.json:
+        _print_json(
+            {
+                "key_file": str(path),
+                "type": args.key_type,
+                "name": record.name,
+                "value": record.value,
+                "strings": record.strings,
+            }
+        )
+        return
+    print(f"private key written to {path} (readable by its owner only; keep it secret)")
+    print("publish this DNS TXT record:")
+    print(f"  name:  {record.name}")
+    print(f"  value: {record.zone_value()}")
+    print(
+        f"then set EDM_DKIM_DOMAIN={domain} EDM_DKIM_SELECTOR={selector} EDM_DKIM_KEY_FILE={path}"
+    )
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> None:
     from workers.worker_command import run_worker
 
@@ -241,10 +468,80 @@ def _worker(args: argparse.Namespace, settings: Settings) -> None:
     run_worker(settings, concurrency=args.concurrency, dispatcher=not args.no_dispatcher)
 
 
+def _track(args: argparse.Namespace, settings: Settings) -> None:
+    from dashboard.tracking_app import serve_tracking
+
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port: {args.port} is not a TCP port")
+    serve_tracking(settings, host=args.host, port=args.port)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> None:
     from campaigns.demo import run_demo
 
-    run_demo(settings)
+    if args.serve and not 0 < args.port < 65536:
+        raise InputError(f"--port: {args.port} is not a TCP port")
+    run_demo(settings, serve_port=args.port if args.serve else None)
+
+
+def _add_bounce_commands(commands: Any) -> None:
+    bounces = commands.add_parser(
+        "bounces", help="receive bounces and complaints after sending"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = bounces.add_parser("serve", help="inbound SMTP server for the bounce domain's MX")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    serve.add_argument("--port", type=int, default=25, help="port to listen on (25)")
+    serve.set_defaults(handler=_bounces_serve)
+    poll = bounces.add_parser("poll", help="read bounces from an IMAP or POP3 mailbox")
+    poll.add_argument(
+        "--url", required=True, help="imaps://user:pass@host:993/INBOX, imap://, pop3://, pop3s://"
+    )
+    when = poll.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="one pass, then exit")
+    when.add_argument(
+        "--every", type=float, default=60.0, metavar="SECONDS", help="seconds between passes (60)"
+    )
+    poll.set_defaults(handler=_bounces_poll)
+
+
+def _bounce_intake(settings: Settings) -> Any:
+    import logging
+
+    from campaigns.bounces.intake import BounceIntake
+
+    database = _database(settings)
+    # After the migrations, whose INFO lines are of no interest here.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Its detectors log every step at INFO.
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+    return BounceIntake.from_settings(settings, database)
+
+
+def _bounces_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from workers.bounce_server import run_bounce_server
+
+    if not 0 <= args.port < 65536:
+        raise InputError(f"--port: {args.port} is not a TCP port")
+    intake = _bounce_intake(settings)
+    try:
+        run_bounce_server(settings, intake, host=args.host, port=args.port)
+    except OSError as error:
+        raise InputError(
+            f"--host/--port: cannot listen on {args.host}:{args.port}: {error.strerror or error}"
+        ) from None
+
+
+def _bounces_poll(args: argparse.Namespace, settings: Settings) -> None:
+    from workers.bounce_mailbox import parse_mailbox_url, poll_mailbox, run_poller
+
+    mailbox = parse_mailbox_url(args.url)
+    if args.every <= 0:
+        raise InputError("--every: must be more than 0 seconds")
+    intake = _bounce_intake(settings)
+    if args.once:
+        print(f"{mailbox.redacted()}: {poll_mailbox(mailbox, intake).describe()}")
+        return
+    run_poller(mailbox, intake, interval_s=args.every)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 from campaigns.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN_POLICIES = ("hold", "retry")
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,37 @@ class Settings:
     """Signs return-path and unsubscribe tokens; empty means one generated into ``data_dir``."""
     bounce_domain: str = ""
     """Domain of the per-job return path; empty means the sender's domain."""
+    complaints_address: str = ""
+    """A feedback-loop address (ARF reports) that ``edm bounces serve`` accepts besides
+    ``bounces+*@``; empty means none."""
+    soft_bounce_limit: int = 3
+    """Soft bounces of one address within ``soft_bounce_days`` that suppress it."""
+    soft_bounce_days: float = 7.0
+    ses_topic_arns: str = ""
+    """Comma-separated SNS topic ARNs whose SES notifications are accepted; empty turns the SES
+    webhook off."""
+    sendgrid_webhook_public_key: str = ""
+    """Base64 ECDSA public key of SendGrid's signed Event Webhook; empty accepts unsigned
+    events, matched to a job only through its Message-ID."""
+    mailgun_signing_key: str = ""
+    """Mailgun's webhook signing key; empty turns the Mailgun webhook off."""
+    postmark_webhook_auth: str = ""
+    """``user:password`` Postmark sends as basic auth."""
+    postmark_webhook_token: str = ""
+    """A secret Postmark sends as ``?token=``; with neither, the Postmark webhook is off."""
+    dkim_domain: str = ""
+    """``d=`` of the DKIM signature; with a selector and a key file every message is signed."""
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
+    """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
     templates_dir: Path = PROJECT_ROOT / "templates"
     batch_size: int = 500
     smtp_connections: int = 4
     """Connections each worker process keeps open to the relay."""
+    send_rate: float = 0.0
+    """Messages per second across every worker and relay together; 0 means no limit."""
+    relay_cooloff_s: float = 30.0
+    """A relay that refused a connection is left out this long, its share going to the others."""
     smtp_timeout_s: float = 60.0
     smtp_data_timeout_s: float = 600.0
     """How long to wait for the reply to the final '.', as RFC 5321 suggests."""
@@ -52,9 +80,18 @@ class Settings:
     retry_max_delay_s: float = 4 * 3600.0
     retry_lifetime_s: float = 3 * 86400.0
     """A job still deferred this long after its first attempt ends as ``expired``."""
+    unknown_policy: str = "hold"
+    """A message with no reply to its final '.': ``hold`` it as ``unknown`` for a person to
+    decide, or ``retry`` it like a 4xx (never lost, but the recipient may get it twice)."""
     queue_name: str = "edm-delivery"
     """Celery queue; also prefixes the dispatcher's lock, so two installations can share a Redis."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.unknown_policy not in UNKNOWN_POLICIES:
+            raise ConfigError(
+                f"EDM_UNKNOWN_POLICY: expected hold or retry, got {self.unknown_policy!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

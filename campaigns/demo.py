@@ -27,7 +27,9 @@ DEMO_SENDER = "Northwind News <news@northwind.example>"
 DEMO_TIMEOUT_S = 300.0
 
 
-def run_demo(settings: Settings) -> None:
+def run_demo(settings: Settings, *, serve_port: int | None = None) -> None:
+    """``serve_port``: after the campaign is delivered, keep the worker and the capture server
+    running and serve the dashboard on this port until Ctrl-C."""
     console = Console()
     demo_dir = (settings.data_dir / "demo").resolve()
     # A fresh database and capture folder each run, so what is in the folder is this run's.
@@ -78,6 +80,10 @@ def run_demo(settings: Settings) -> None:
             total = schedule_campaign(database, campaign.id, send_at=utc_now()).jobs
             _watch(console, database, campaign.id, total, worker, worker_log)
             elapsed_s = time.monotonic() - started
+            if serve_port is not None:
+                from dashboard.demo_server import serve_demo_dashboard
+
+                serve_demo_dashboard(console, settings, database, port=serve_port)
         finally:
             worker.terminate()
             try:

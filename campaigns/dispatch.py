@@ -120,9 +120,19 @@ class Dispatcher:
     def _complete_finished_campaigns(self, now: datetime) -> int:
         pending = exists().where(Job.campaign_id == Campaign.id, Job.state.in_(PENDING_JOB_STATES))
         with self._database.session() as session:
+            # Lock, then decide in a second statement: on PostgreSQL one UPDATE that waited for
+            # a campaign row locked by `edm campaigns retry` would still judge "nothing pending"
+            # by its snapshot from before the retry re-queued jobs, and complete the campaign.
+            finished = session.scalars(
+                select(Campaign.id)
+                .where(Campaign.state == CampaignState.RUNNING, ~pending)
+                .with_for_update()
+            ).all()
+            if not finished:
+                return 0
             result = session.execute(
                 update(Campaign)
-                .where(Campaign.state == CampaignState.RUNNING, ~pending)
+                .where(Campaign.id.in_(finished), Campaign.state == CampaignState.RUNNING, ~pending)
                 .values(state=CampaignState.COMPLETED, finished_at=now)
             )
             return result.rowcount

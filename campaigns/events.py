@@ -37,10 +37,13 @@ def record_event(
     detail: Mapping[str, Any] | None = None,
     occurred_at: datetime | None = None,
     extra_counters: tuple[str, ...] = (),
+    counts_as_first: bool = True,
 ) -> bool:
     """Add the event and bump its counters; True when it is the recipient's first of its kind.
 
-    ``extra_counters`` are bumped too (e.g. ``bounces_hard`` beside ``bounces``).
+    ``extra_counters`` are bumped too (e.g. ``bounces_hard`` beside ``bounces``). With
+    ``counts_as_first`` false the event can never be the recipient's first: the unique counter
+    and ``first_opened_at`` are left alone (a machine-made open says nothing about a person).
     """
     occurred_at = occurred_at or utc_now()
     session.add(
@@ -53,8 +56,8 @@ def record_event(
         )
     )
     total, unique = COUNTER_OF[kind]
-    first = True
-    if kind in FIRST_SEEN_COLUMN:
+    first = counts_as_first
+    if kind in FIRST_SEEN_COLUMN and counts_as_first:
         column = FIRST_SEEN_COLUMN[kind]
         # A conditional UPDATE decides "first" atomically, even with two requests at once.
         result = session.execute(

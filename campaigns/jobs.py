@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
@@ -57,6 +60,8 @@ class JobOutcome:
     first_attempt_at: datetime
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None
+    suppression_reason: str | None = None
+    """Set for a hard bounce: the address joins the suppression list with this outcome."""
 
 
 def claim_jobs(
@@ -157,6 +162,33 @@ def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
     ]
     with database.session() as session:
         session.execute(update(Job), rows)
+        # Same transaction: a hard bounce is never recorded without its suppression, or the
+        # address could be mailed again by a campaign that claims it meanwhile.
+        _suppress(session, [outcome for outcome in outcomes if outcome.suppression_reason])
+
+
+def _suppress(session: Session, outcomes: Sequence[JobOutcome]) -> None:
+    if not outcomes:
+        return
+    by_job = {outcome.job_id: outcome for outcome in outcomes}
+    email_keys = session.execute(
+        select(Job.id, Recipient.email_key)
+        .join(Recipient, Recipient.id == Job.recipient_id)
+        .where(Job.id.in_(list(by_job)))
+    )
+    now = utc_now()
+    rows = {
+        row.email_key: {
+            "email_key": row.email_key,
+            "reason": by_job[row.id].suppression_reason,
+            "detail": by_job[row.id].reply[:2000],
+            "created_at": now,
+        }
+        for row in email_keys
+    }
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # An address already suppressed keeps its first reason (an unsubscribe stays an unsubscribe).
+    session.execute(insert(Suppression).on_conflict_do_nothing(), list(rows.values()))
 
 
 def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -100,7 +102,11 @@ class RecipientList(Base):
 
 class Recipient(Base):
     __tablename__ = "recipients"
-    __table_args__ = (UniqueConstraint("list_id", "email_key"),)
+    __table_args__ = (
+        UniqueConstraint("list_id", "email_key"),
+        # Suppression checks and webhook lookups find recipients by address across lists.
+        Index("ix_recipients_email_key", "email_key"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("recipient_lists.id", ondelete="CASCADE"))
@@ -131,6 +137,8 @@ class Campaign(Base):
     state: Mapped[str] = mapped_column(String(16), default=CampaignState.DRAFT)
     from_address: Mapped[str] = mapped_column(String(400))
     template_name: Mapped[str] = mapped_column(String(400))
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """Open pixel and click redirects in the HTML part; the unsubscribe link is there regardless."""
     # The template is copied in: editing the files later never changes a campaign already made.
     subject_template: Mapped[str] = mapped_column(Text)
     html_template: Mapped[str] = mapped_column(Text)
@@ -149,6 +157,7 @@ class Job(Base):
         UniqueConstraint("campaign_id", "recipient_id"),
         Index("ix_jobs_campaign_state", "campaign_id", "state"),
         Index("ix_jobs_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_jobs_recipient", "recipient_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -169,6 +178,8 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     first_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     first_clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Set by the recipient's first unsubscribe from this message: later ones are not counted."""
 
 
 class EventKind(enum.StrEnum):
@@ -207,3 +218,83 @@ class CampaignCounter(Base):
     )
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CampaignLink(Base):
+    """A link of a campaign's HTML part, behind its click-tracking redirect.
+
+    The id is derived from the URL (``campaigns.tracking_links.link_id_for``), so every worker
+    names a link the same way without asking the database; a link whose URL holds merge fields
+    has one row per distinct URL sent.
+    """
+
+    __tablename__ = "campaign_links"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DashboardUser(Base):
+    """A person who may sign in to the dashboard (``edm users create``)."""
+
+    __tablename__ = "dashboard_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    """argon2id, in the PHC string format (parameters and salt included)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DashboardSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    leaked database does not sign anyone in."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts (``edm users token``); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ImportTask(Base):
+    """A CSV uploaded to the dashboard and imported in the background, with its report."""
+
+    __tablename__ = "import_tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(400))
+    state: Mapped[str] = mapped_column(String(16))
+    """``queued``, ``running``, ``done`` or ``failed`` (nothing imported; ``error`` says why)."""
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    encoding: Mapped[str | None] = mapped_column(String(40))
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,18 +1,45 @@
-"""Driving delivery in-process: due jobs from the dispatcher, a context, one batch sent."""
+"""Driving delivery in-process: a campaign to send, due jobs from the dispatcher, a context,
+one batch sent."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
+from campaigns.campaign_service import create_campaign, schedule_campaign
 from campaigns.config import Settings
 from campaigns.dispatch import Dispatcher, DispatchLimits
+from campaigns.importer import import_recipients
+from campaigns.models import utc_now
 from campaigns.storage import Database
 from tests.smtp_server import RecordingSmtpServer
 from workers.delivery import DeliveryContext, deliver_batch
 from workers.smtp_pool import SmtpPool
 from workers.smtp_url import parse_smtp_url
+
+
+def scheduled_campaign(database: Database, folder: Path, addresses: Sequence[str]) -> int:
+    """A campaign to ``addresses``, due now, with a one-line template (rendering is not under
+    test); its list, CSV and template are written into ``folder``."""
+    csv_path = folder / "people.csv"
+    csv_path.write_text("email\n" + "".join(f"{address}\n" for address in addresses))
+    import_recipients(database, csv_path, "people")
+    template = folder / "template"
+    template.mkdir()
+    (template / "subject.txt").write_text("Hello")
+    (template / "body.html").write_text("<p>Hello {{ email }}</p>")
+    campaign = create_campaign(
+        database,
+        name="Test",
+        list_name="people",
+        template=str(template),
+        from_address="news@example.com",
+        templates_dir=folder,
+    )
+    schedule_campaign(database, campaign.id, send_at=utc_now())
+    return campaign.id
 
 
 def publish_due_jobs(database: Database) -> list[int]:

@@ -82,7 +82,7 @@ def test_each_reply_class_ends_in_its_state_with_the_reply_recorded(
     assert jobs["ok1@example.com"].last_code == 250
     assert jobs["ok1@example.com"].sent_at is not None
     gone = jobs["gone@example.com"]
-    assert (gone.state, gone.last_code, gone.last_status) == (JobState.FAILED, 550, "5.1.1")
+    assert (gone.state, gone.last_code, gone.last_status) == (JobState.BOUNCED, 550, "5.1.1")
     assert "User unknown" in (gone.last_reply or "")
     later = jobs["later@example.com"]
     assert (later.state, later.last_code, later.last_status) == (JobState.DEFERRED, 451, "4.7.1")

@@ -7,15 +7,19 @@ event loop per worker process; parallelism comes from several SMTP connections i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from campaigns.bounces.verp import return_path_for
 from campaigns.campaign_service import campaign_template, render_context, unsubscribe_url
 from campaigns.config import Settings
+from campaigns.dkim import DkimSigner
 from campaigns.errors import EdmError
 from campaigns.jobs import (
     ClaimedJob,
@@ -28,16 +32,26 @@ from campaigns.jobs import (
 from campaigns.message import MessageSkeleton
 from campaigns.models import Campaign, CampaignState, JobState, utc_now
 from campaigns.retry_policy import RetryPolicy
+from campaigns.smtp_outcomes import (
+    SUPPRESSION_REASON_HARD_BOUNCE,
+    ReplyClass,
+    classify_rejection,
+    rejection_state,
+)
 from campaigns.storage import Database
 from campaigns.templating import CompiledTemplate
-from campaigns.tokens import sign_job_token
+from campaigns.tracking_links import LinkTracker
 from workers.outcome_recorder import OutcomeRecorder
+from workers.relays import RelaySet
 from workers.smtp_pool import SendOutcome, SmtpPool
 
 log = logging.getLogger(__name__)
 
 CAMPAIGN_STATE_POLL_S = 0.5
 """How often a sending batch looks for pause and cancel: the bound on how late a pause acts."""
+SEND_WINDOW_S = 20 * 60.0
+"""A batch starts no send after this long and hands the rest back: waiting for rate limits must
+not run into the task's time limit (celery_app.BATCH_TIME_LIMIT_S), which kills the process."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class PreparedCampaign:
     template: CompiledTemplate
     skeleton: MessageSkeleton
     bounce_domain: str
+    tracker: LinkTracker | None = None
+    """Adds the open pixel and click redirects; None when the campaign is not tracked."""
 
     @classmethod
     def load(cls, database: Database, campaign_id: int, settings: Settings) -> PreparedCampaign:
@@ -65,6 +81,14 @@ class PreparedCampaign:
                 template=CompiledTemplate(campaign_template(campaign)),
                 skeleton=skeleton,
                 bounce_domain=settings.bounce_domain or skeleton.sender_domain,
+                tracker=LinkTracker(
+                    database=database,
+                    campaign_id=campaign.id,
+                    base_url=settings.base_url,
+                    secret=settings.secret,
+                )
+                if campaign.tracking
+                else None,
             )
 
 
@@ -75,6 +99,10 @@ class DeliveryContext:
     pool: SmtpPool
     worker_id: str
     campaigns: dict[int, PreparedCampaign] = field(default_factory=dict)
+    signer: DkimSigner | None = None
+    """Signs every message when DKIM is configured; built once per process."""
+    relays: RelaySet | None = None
+    """The relays and their global limits; None sends through ``pool`` with no limits."""
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -91,11 +119,6 @@ class DeliveryContext:
                 self.database, campaign_id, self.settings
             )
         return self.campaigns[campaign_id]
-
-
-def return_path(secret: bytes, job_id: int, domain: str) -> str:
-    """The per-job envelope sender (VERP): a bounce names its job even when its body does not."""
-    return f"bounces+{sign_job_token(secret, 'bounce', job_id)}@{domain}"
 
 
 @dataclass(frozen=True)
@@ -120,12 +143,29 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     recorder = OutcomeRecorder(context.database)
     tally: Counter[str] = Counter()
 
+    send_until = started + SEND_WINDOW_S
+
+    def should_stop(campaign_id: int) -> bool:
+        return campaign_id in stopped_campaigns or time.monotonic() > send_until
+
+    failures: list[Exception] = []
+
     async def send_next() -> None:
-        while waiting:
+        while waiting and not failures:
             job = waiting.popleft()
-            if job.campaign_id in stopped_campaigns:
+            if should_stop(job.campaign_id):
                 continue
-            outcome = await _deliver_one(context, job)
+            try:
+                outcome = await _deliver_one(
+                    context, job, should_stop=functools.partial(should_stop, job.campaign_id)
+                )
+            except Exception as error:
+                # Start nothing more, but let the other connections finish what they began:
+                # handing back a job whose message is still on the wire would send it twice.
+                failures.append(error)
+                return
+            if outcome is None:
+                continue
             recorder.add(outcome)
             unfinished.discard(job.job_id)
             tally[outcome.state] += 1
@@ -135,21 +175,26 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
         campaign_ids = {job.campaign_id for job in claimed}
         while True:
             await asyncio.sleep(CAMPAIGN_STATE_POLL_S)
-            states = await asyncio.to_thread(campaign_states, context.database, campaign_ids)
-            stopped_campaigns.update(
-                campaign_id
-                for campaign_id, state in states.items()
-                if state != CampaignState.RUNNING
-            )
-            if time.monotonic() - last_renewal > settings.lease_s / 3:
-                last_renewal = time.monotonic()
-                await asyncio.to_thread(
-                    renew_leases,
-                    context.database,
-                    list(unfinished),
-                    worker_id=context.worker_id,
-                    lease_s=settings.lease_s,
+            try:
+                states = await asyncio.to_thread(campaign_states, context.database, campaign_ids)
+                stopped_campaigns.update(
+                    campaign_id
+                    for campaign_id, state in states.items()
+                    if state != CampaignState.RUNNING
                 )
+                if time.monotonic() - last_renewal > settings.lease_s / 3:
+                    await asyncio.to_thread(
+                        renew_leases,
+                        context.database,
+                        list(unfinished),
+                        worker_id=context.worker_id,
+                        lease_s=settings.lease_s,
+                    )
+                    last_renewal = time.monotonic()
+            except Exception:
+                # One failed look must not end the watching: without renewals the lease runs
+                # out and another worker sends what this batch is still sending.
+                log.exception("checking campaign states or renewing leases failed; retrying")
 
     watcher = asyncio.create_task(watch_campaigns())
     try:
@@ -172,10 +217,15 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
         summary.released,
         summary.elapsed_s,
     )
+    if failures:
+        raise failures[0]
     return summary
 
 
-async def _deliver_one(context: DeliveryContext, job: ClaimedJob) -> JobOutcome:
+async def _deliver_one(
+    context: DeliveryContext, job: ClaimedJob, *, should_stop: Callable[[], bool]
+) -> JobOutcome | None:
+    """The job's outcome, or None when it stopped waiting for a permit unsent (hand it back)."""
     attempted_at = utc_now()
     first_attempt_at = job.first_attempt_at or attempted_at
     attempts = job.attempts + 1
@@ -190,9 +240,13 @@ async def _deliver_one(context: DeliveryContext, job: ClaimedJob) -> JobOutcome:
                 unsubscribe_url=link,
             )
         )
+        if campaign.tracker is not None:
+            rendered = await campaign.tracker.apply(rendered, job_id=job.job_id)
         message = campaign.skeleton.build(
             job_id=job.job_id, to_address=job.email, rendered=rendered, unsubscribe_url=link
         )
+        if context.signer is not None:
+            message = context.signer.sign(message)
     except EdmError as error:
         # Data that cannot be rendered fails this recipient only, with the reason recorded.
         return JobOutcome(
@@ -204,8 +258,20 @@ async def _deliver_one(context: DeliveryContext, job: ClaimedJob) -> JobOutcome:
             attempts=attempts,
             first_attempt_at=first_attempt_at,
         )
-    sender = return_path(context.settings.secret, job.job_id, campaign.bounce_domain)
-    result = await context.pool.send(sender=sender, recipient=job.email, message=message)
+    sender = return_path_for(context.settings.secret, job.job_id, campaign.bounce_domain)
+    if context.relays is None:
+        result = await context.pool.send(sender=sender, recipient=job.email, message=message)
+    else:
+        sent = await context.relays.send(
+            campaign_id=job.campaign_id,
+            sender=sender,
+            recipient=job.email,
+            message=message,
+            should_stop=should_stop,
+        )
+        if sent is None:
+            return None
+        result = sent
     return _outcome(context, job, result, attempts=attempts, first_attempt_at=first_attempt_at)
 
 
@@ -229,9 +295,10 @@ def _outcome(
     if result.kind == "accepted":
         return JobOutcome(state=JobState.SENT, sent_at=now, **common)
     if result.kind == "rejected":
-        return JobOutcome(state=JobState.FAILED, **common)
-    if result.kind == "unknown":
-        # The relay may have taken it: sending again could deliver it twice, so a person decides.
+        return _rejection(result, common)
+    if result.kind == "unknown" and context.settings.unknown_policy == "hold":
+        # The relay may have taken it: sending again could deliver it twice, so a person decides
+        # (EDM_UNKNOWN_POLICY=retry takes that risk: it is deferred below like a 4xx).
         return JobOutcome(state=JobState.UNKNOWN, **common)
     next_attempt_at = context.retry_policy.next_attempt_at(
         attempts=attempts, first_attempt_at=first_attempt_at, now=now
@@ -239,3 +306,13 @@ def _outcome(
     if next_attempt_at is None:
         return JobOutcome(state=JobState.EXPIRED, **common)
     return JobOutcome(state=JobState.DEFERRED, next_attempt_at=next_attempt_at, **common)
+
+
+def _rejection(result: SendOutcome, common: dict[str, Any]) -> JobOutcome:
+    reply_class = classify_rejection(result.code, result.status)
+    suppression_reason = (
+        SUPPRESSION_REASON_HARD_BOUNCE if reply_class == ReplyClass.HARD_BOUNCE else None
+    )
+    return JobOutcome(
+        state=rejection_state(reply_class), suppression_reason=suppression_reason, **common
+    )

@@ -46,8 +46,11 @@ class EmbeddedRedis:
     that started it dies, however abruptly, so tests and demos never leave servers behind.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        """``port`` None picks a free one (``port`` tells which once started); a fixed port lets
+        a restarted server keep its URL."""
         self.data_dir = Path(data_dir)
+        self.port = port
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -66,13 +69,14 @@ class EmbeddedRedis:
         last_reason = ""
         # The free port is found by binding and releasing it, so another program may take it
         # before redis-server binds; a fresh port on the next attempt settles that race.
-        for _ in range(_PORT_ATTEMPTS):
-            port = _free_loopback_port()
+        for _ in range(1 if self.port else _PORT_ATTEMPTS):
+            port = self.port or _free_loopback_port()
             process = self._spawn(binary, port)
             url = f"redis://127.0.0.1:{port}/0"
             last_reason = _wait_until_ready(process, url, self.data_dir / _LOG_FILE_NAME)
             if not last_reason:
                 self._process = process
+                self.port = port
                 self.url = url
                 _write_atomically(self.data_dir / URL_FILE_NAME, url + "\n")
                 return url

@@ -1,4 +1,5 @@
-"""Per-process resources built once after fork: an event loop, the database, the SMTP pool."""
+"""Per-process resources built once after fork: an event loop, the database, the relays with
+their SMTP pools and global limits, the DKIM signer."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from redis.asyncio import Redis
+
 from campaigns.config import Settings
+from campaigns.dkim_keys import signer_from_settings
 from campaigns.storage import Database
+from workers.celery_app import broker_url_from_env
 from workers.delivery import DeliveryContext
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
+from workers.relay_config import load_relay_config
+from workers.relays import RelaySet
 
 T = TypeVar("T")
+
+REDIS_TIMEOUT_S = 5.0
+"""A send waits at most this long for Redis to answer about its permit before handing back."""
 
 _loop: asyncio.AbstractEventLoop | None = None
 _context: DeliveryContext | None = None
@@ -42,15 +50,19 @@ def delivery_context() -> DeliveryContext:
     _ensure_fresh_after_fork()
     if _context is None:
         settings = Settings.from_env()
+        # The client connects lazily, on this process's loop, where every send runs.
+        redis = Redis.from_url(
+            settings.redis_url or broker_url_from_env(),
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        )
+        relays = RelaySet.from_settings(load_relay_config(settings), redis, settings)
         _context = DeliveryContext(
             settings=settings,
             database=Database(settings.resolved_database_url),
-            pool=SmtpPool(
-                parse_smtp_url(settings.smtp_url),
-                size=settings.smtp_connections,
-                timeout_s=settings.smtp_timeout_s,
-                data_timeout_s=settings.smtp_data_timeout_s,
-            ),
+            pool=relays.default_pool,
+            relays=relays,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            signer=signer_from_settings(settings),
         )
     return _context

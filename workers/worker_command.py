@@ -12,24 +12,33 @@ import sys
 from collections.abc import Iterator
 
 from campaigns.config import Settings
+from campaigns.dkim_keys import signer_from_settings
+from campaigns.errors import ServiceUnavailable
 from workers.child_processes import die_with_parent_hook
 from workers.embedded_redis import check_redis, redacted_url, resolve_redis_url
+from workers.relay_config import RelayConfig, load_relay_config
 from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
 
 
 def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> None:
-    relay = parse_smtp_url(settings.smtp_url)
-    # Fail at start, in one line, rather than defer every message to a relay that is not there.
-    asyncio.run(_check_relay(settings))
+    relays = load_relay_config(settings).relays
+    # Checked here, in one line: in the worker processes a bad key would stop all sending with
+    # the reason only in their log.
+    signer = signer_from_settings(settings)
+    # Fail at start, in one line, rather than defer every message to a relay that is not there;
+    # with several relays, only when none is there.
+    asyncio.run(_check_relays(settings, relays))
     redis_url, embedded = resolve_redis_url(settings.redis_url, settings.data_dir)
     try:
         check_redis(redis_url)
         # Celery's app and the dispatcher read the broker URL from the environment.
         os.environ["EDM_REDIS_URL"] = redis_url
+        signing = "unsigned"
+        if signer is not None:
+            signing = f"DKIM {signer.algorithm} d={signer.domain} s={signer.selector}"
         print(
-            f"edm worker: broker {redacted_url(redis_url)}, relay {relay.display()}, "
-            f"{concurrency} processes",
+            f"edm worker: broker {redacted_url(redis_url)}, {_describe_relays(relays)}, "
+            f"{signing}, {concurrency} processes",
             flush=True,
         )
         with _dispatcher_process(enabled=dispatcher):
@@ -51,9 +60,32 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
             embedded.stop()
 
 
-async def _check_relay(settings: Settings) -> None:
+async def _check_relays(settings: Settings, relays: tuple[RelayConfig, ...]) -> None:
+    results = await asyncio.gather(
+        *(_check_relay(settings, relay) for relay in relays), return_exceptions=True
+    )
+    failures = [result for result in results if isinstance(result, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, ServiceUnavailable):
+            raise failure
+    if len(failures) == len(relays):
+        if len(failures) == 1:
+            raise failures[0]
+        raise ServiceUnavailable("no SMTP relay can be reached: " + "; ".join(map(str, failures)))
+    for failure in failures:
+        print(f"edm worker: warning: {failure}; sending through the others", file=sys.stderr)
+
+
+def _describe_relays(relays: tuple[RelayConfig, ...]) -> str:
+    if len(relays) == 1:
+        return f"relay {relays[0].relay.display()}"
+    named = ", ".join(f"{relay.name} ({relay.relay.display()})" for relay in relays)
+    return f"relays {named}"
+
+
+async def _check_relay(settings: Settings, relay: RelayConfig) -> None:
     pool = SmtpPool(
-        parse_smtp_url(settings.smtp_url),
+        relay.relay,
         size=1,
         timeout_s=min(settings.smtp_timeout_s, 10.0),
         data_timeout_s=settings.smtp_data_timeout_s,

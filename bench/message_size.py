@@ -1,0 +1,30 @@
+"""How big the measured messages are, so the ceiling is measured with messages of the same size."""
+
+from __future__ import annotations
+
+import uuid
+
+from bench.naive_baseline import build_message
+from campaigns.campaign_service import render_context, unsubscribe_url
+from campaigns.config import Settings
+from campaigns.message import MessageSkeleton
+from campaigns.templating import CompiledTemplate, load_template
+
+TEMPLATE = "newsletter"
+
+
+def project_message_bytes(email: str, fields: dict[str, str], *, sender: str) -> int:
+    """Size of the project's message for one recipient, as sent (before SMTP dot-stuffing)."""
+    settings = Settings()
+    compiled = CompiledTemplate(load_template(TEMPLATE, settings.templates_dir))
+    link = unsubscribe_url("https://mail.bench.example", b"bench-secret", 1)
+    rendered = compiled.render(
+        render_context(campaign_name="Bench", email=email, fields=fields, unsubscribe_url=link)
+    )
+    skeleton = MessageSkeleton(from_address=sender, campaign_uuid=str(uuid.uuid4()))
+    message = skeleton.build(job_id=1, to_address=email, rendered=rendered, unsubscribe_url=link)
+    return len(message)
+
+
+def naive_message_bytes(email: str, fields: dict[str, str]) -> int:
+    return len(build_message(email, fields).as_bytes())

@@ -1,0 +1,194 @@
+"""The results as a table, with the ratios and the goals the project set itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOAL_VS_NAIVE = 5.0
+STRETCH_VS_CEILING = 1 / 3
+GOAL_IMPORT_ROWS_PER_S = 50_000
+GOAL_IMPORT_PEAK_RSS_MB = 500
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print()
+    print(
+        f"Benchmark {results['started_at']}  ({results['machine']['cpus']} CPUs, "
+        f"Python {results['machine']['python']}, commit {results['machine']['commit']})"
+    )
+    print(f"sink:  {results.get('sink', '-')}")
+    print(f"redis: {results.get('redis', '-')}")
+    sizes = results.get("message_bytes", {})
+    print(
+        f"list:  {results['recipients_rows']:,} rows -> {results['messages']:,} messages; "
+        f"message size project {sizes.get('project', 0):,} B, naive {sizes.get('naive', 0):,} B; "
+        f"database {results['database']}"
+    )
+    if results.get("settings_overrides"):
+        print(f"settings: {results['settings_overrides']}")
+    rows: list[tuple[str, str, str, str, str]] = []
+    ceiling = results.get("ceiling")
+    naive = results.get("naive")
+    projects = results.get("project", [])
+    if ceiling:
+        rows.append(_row(ceiling["name"], ceiling, f"payload {ceiling['payload_bytes']:,} B"))
+    elif "ceiling_note" in results:
+        rows.append(("ceiling: smtp-source", "-", "-", "-", f"skipped: {results['ceiling_note']}"))
+    for project in projects:
+        first = project["first_message_s"]
+        note = (
+            f"schedule cmd {project['schedule_command_s']:.2f} s, first msg "
+            f"{first:.2f} s, sink got {project['sink_received']:,}, db sent "
+            f"{project['sent_in_database']:,}, {project['campaign_state']}"
+            + (
+                ""
+                if project["sent_in_database"] == project["messages"]
+                else f" (job states {project['job_states']})"
+            )
+            if first is not None
+            else ""
+        )
+        rows.append(_row(project["name"], project, note))
+    if naive:
+        rows.append(
+            _row(
+                naive["name"],
+                naive,
+                f"enqueue {naive['enqueue_s']:.1f} s (not timed), "
+                f"sink got {naive['sink_received']:,}",
+            )
+        )
+    if rows:
+        print()
+        _table(("measurement", "messages", "seconds", "msg/s", "notes"), rows)
+
+    _print_cpu(projects, naive)
+
+    if projects and (naive or ceiling):
+        print()
+        ratio_rows = []
+        for project in projects:
+            rate = project["messages_per_s"]
+            vs_naive = f"{rate / naive['messages_per_s']:.2f}x" if naive else "-"
+            vs_ceiling = f"{rate / ceiling['messages_per_s']:.3f}" if ceiling else "-"
+            ratio_rows.append((f"project {project['workers']}", vs_naive, vs_ceiling))
+        _table(("", "project / naive", "project / ceiling"), ratio_rows)
+        best = max(project["messages_per_s"] for project in projects)
+        print()
+        if naive:
+            ratio = best / naive["messages_per_s"]
+            print(
+                f"goal    project >= {GOAL_VS_NAIVE:g}x naive:      {ratio:.2f}x  "
+                f"{_verdict(ratio >= GOAL_VS_NAIVE)}"
+            )
+        if ceiling:
+            ratio = best / ceiling["messages_per_s"]
+            print(
+                f"stretch project >= 1/3 of ceiling:  {ratio:.3f}  "
+                f"{_verdict(ratio >= STRETCH_VS_CEILING)}"
+            )
+
+    million = results.get("million")
+    if million:
+        print()
+        imported = million["import"]
+        schedule = million["schedule"]
+        rows = [
+            (
+                "import (edm lists import, own process)",
+                f"{imported['rows']:,} rows",
+                f"{imported['seconds']:.1f}",
+                f"{imported['rows_per_s']:,.0f} rows/s",
+                f"peak RSS {imported['peak_rss_mb']:,.0f} MB, CPU "
+                f"{imported['user_cpu_s'] + imported['system_cpu_s']:.1f} s "
+                f"({imported['rows_per_cpu_s']:,.0f} rows per CPU s), machine "
+                f"{imported['machine_busy_percent']:.0f}% busy",
+            ),
+            (
+                "create jobs (schedule_campaign)",
+                f"{schedule['jobs']:,} jobs",
+                f"{schedule['seconds']:.1f}",
+                f"{schedule['jobs_per_s']:,.0f} jobs/s",
+                "template check on every recipient + INSERT ... SELECT",
+            ),
+        ]
+        for key, label in (
+            ("dispatch_counting", "dispatch, publish only counts"),
+            ("dispatch_redis", "dispatch, Celery send_task to Redis"),
+        ):
+            dispatch = million[key]
+            rows.append(
+                (
+                    label,
+                    f"{dispatch['jobs']:,} jobs",
+                    f"{dispatch['seconds']:.1f}",
+                    f"{dispatch['jobs_per_s']:,.0f} jobs/s",
+                    f"{dispatch['passes']} passes, mean {dispatch['mean_pass_s'] * 1000:.0f} ms "
+                    f"(first 10 {dispatch['first_passes_mean_s'] * 1000:.0f} ms, last 10 "
+                    f"{dispatch['last_passes_mean_s'] * 1000:.0f} ms), slowest "
+                    f"{dispatch['slowest_pass_s'] * 1000:.0f} ms",
+                )
+            )
+        _table(("large list", "count", "seconds", "rate", "notes"), rows)
+        print()
+        fast = imported["rows_per_s"] >= GOAL_IMPORT_ROWS_PER_S
+        small = imported["peak_rss_mb"] < GOAL_IMPORT_PEAK_RSS_MB
+        print(
+            f"goal    import >= {GOAL_IMPORT_ROWS_PER_S:,} rows/s: "
+            f"{imported['rows_per_s']:,.0f}  {_verdict(fast)}"
+        )
+        print(
+            f"goal    import peak RSS < {GOAL_IMPORT_PEAK_RSS_MB} MB:  "
+            f"{imported['peak_rss_mb']:,.0f} MB  {_verdict(small)}"
+        )
+
+
+def _print_cpu(projects: list[dict[str, Any]], naive: dict[str, Any] | None) -> None:
+    measured = [(f"project {project['workers']}", project) for project in projects]
+    if naive:
+        measured.append(("naive", naive))
+    measured = [(label, result) for label, result in measured if result.get("cpu")]
+    if not measured:
+        return
+    groups: list[str] = []
+    for _, result in measured:
+        for group in result["cpu"]["ms_per_message"]:
+            if group not in groups:
+                groups.append(group)
+    rows = []
+    for label, result in measured:
+        cpu = result["cpu"]
+        per_group = cpu["ms_per_message"]
+        rows.append(
+            (
+                label,
+                *(f"{per_group[group]:.3f}" if group in per_group else "-" for group in groups),
+                f"{cpu['measured_ms_per_message']:.3f}",
+                f"{cpu['machine_ms_per_message']:.3f}",
+                f"{cpu['machine_busy_percent']:.0f}%",
+            )
+        )
+    print()
+    print("CPU milliseconds per message (user + system), by process group:")
+    _table(("", *groups, "all measured", "whole machine", "machine busy"), rows)
+
+
+def _row(name: str, result: dict[str, Any], note: str) -> tuple[str, str, str, str, str]:
+    return (
+        name,
+        f"{result['messages']:,}",
+        f"{result['elapsed_s']:.2f}",
+        f"{result['messages_per_s']:,.0f}",
+        note,
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, tuple("-" * width for width in widths), *rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())

@@ -1,0 +1,267 @@
+"""The one door every bounce and complaint goes through, whichever way it arrived.
+
+``receive_mail`` takes a message as it came to the bounce address (inbound SMTP, a polled
+mailbox); ``receive_feedback`` takes an event a provider's webhook already parsed. Malformed,
+forged, automatic and unrelated messages are logged and answered with an ignored outcome, never
+an exception; only a database failure raises, so the caller can refuse the message and have it
+sent again rather than lose it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.bounces.dsn import RecipientStatus
+from campaigns.bounces.policy import Applied, BouncePolicy, Feedback, apply_feedback
+from campaigns.bounces.reading import MailKind, MailReading, read_mail
+from campaigns.bounces.verp import find_return_path, job_of_message_id
+from campaigns.config import Settings
+from campaigns.models import Campaign, EventKind, Job, JobState, Recipient
+from campaigns.storage import Database
+
+log = logging.getLogger(__name__)
+
+
+class IntakeOutcome(enum.StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    """The same report was recorded before: nothing changed."""
+    AUTO_REPLY = "auto_reply"
+    NOT_FINAL = "not_final"
+    """A DSN that reports a delay or a delivery, not a failure."""
+    NOT_A_COMPLAINT = "not_a_complaint"
+    """An ARF report of another type (not-spam, auth-failure)."""
+    FORGED = "forged"
+    """The return path's token was not signed by us."""
+    NO_JOB = "no_job"
+    """No job of ours could be matched to the report."""
+    UNRECOGNISED = "unrecognised"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: IntakeOutcome
+    job_id: int | None = None
+    kind: str | None = None
+    """``bounced`` or ``complained`` when recorded."""
+    bounce_class: str | None = None
+    suppressed_as: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: int
+    email_key: str
+
+
+class BounceIntake:
+    def __init__(self, database: Database, *, secret: bytes, policy: BouncePolicy) -> None:
+        self._database = database
+        self._secret = secret
+        self._policy = policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Database) -> BounceIntake:
+        return cls(
+            database,
+            secret=settings.secret,
+            policy=BouncePolicy(
+                soft_bounce_limit=settings.soft_bounce_limit,
+                soft_bounce_days=settings.soft_bounce_days,
+            ),
+        )
+
+    def receive_mail(self, raw: bytes, envelope_recipients: Sequence[str] = ()) -> IntakeResult:
+        """Record what a message that reached the bounce address reports, if anything."""
+        try:
+            reading = read_mail(raw)
+        except Exception as error:
+            return _ignored(IntakeOutcome.MALFORMED, f"cannot be parsed: {error!r}")
+        if reading.kind in (MailKind.AUTO_REPLY, MailKind.UNRECOGNISED):
+            outcome = (
+                IntakeOutcome.AUTO_REPLY
+                if reading.kind == MailKind.AUTO_REPLY
+                else IntakeOutcome.UNRECOGNISED
+            )
+            return _ignored(outcome, reading.note)
+        addresses = [*envelope_recipients, *reading.delivered_to, *reading.original_return_paths]
+        return_path = find_return_path(self._secret, (address.lower() for address in addresses))
+        if return_path is not None and return_path.job_id is None:
+            return _ignored(IntakeOutcome.FORGED, f"return path {return_path.address} is forged")
+        if reading.kind == MailKind.COMPLAINT and not (
+            reading.complaint and reading.complaint.is_complaint
+        ):
+            feedback_type = reading.complaint.feedback_type if reading.complaint else "?"
+            return _ignored(IntakeOutcome.NOT_A_COMPLAINT, f"feedback type {feedback_type}")
+        failures = [status for status in reading.recipients if status.is_failure]
+        if reading.kind != MailKind.COMPLAINT and not failures:
+            actions = ", ".join(sorted({status.action or "?" for status in reading.recipients}))
+            return _ignored(IntakeOutcome.NOT_FINAL, f"a DSN reporting {actions or 'nothing'}")
+        with self._database.session() as session:
+            if return_path is not None:
+                job = _job_by_id(session, return_path.job_id)  # type: ignore[arg-type]
+            else:
+                job = _job_by_message_id(session, reading, failures)
+            if job is None:
+                return _ignored(IntakeOutcome.NO_JOB, "no job of ours matches it")
+            feedback = _feedback(reading, job, failures)
+            applied = apply_feedback(session, job.id, feedback, self._policy)
+        return _result(applied.applied, applied.job_id, feedback, applied.suppressed_as)
+
+    def receive_feedback(
+        self,
+        feedback: Feedback,
+        *,
+        recipient: str,
+        message_id: str | None = None,
+        authenticated: bool = True,
+    ) -> IntakeResult:
+        """Record an event from a provider webhook.
+
+        The job is the one our ``message_id`` names when it was sent to ``recipient``; failing
+        that, for an ``authenticated`` call only, the latest message sent to ``recipient``
+        (anyone could name an address, few could name a message sent to it).
+        """
+        email_key = recipient.strip().lower()
+        with self._database.session() as session:
+            job = None
+            named = job_of_message_id(message_id or "")
+            if named is not None:
+                job = _job_of_campaign(session, *named)
+                if job is not None and job.email_key != email_key:
+                    job = None
+            if job is None and authenticated:
+                job = _latest_job_sent_to(session, email_key)
+            if job is None:
+                return _ignored(IntakeOutcome.NO_JOB, f"no message of ours was sent to {recipient}")
+            applied = apply_feedback(session, job.id, feedback, self._policy)
+        return _result(applied.applied, applied.job_id, feedback, applied.suppressed_as)
+
+
+def _feedback(reading: MailReading, job: _Job, failures: list[RecipientStatus]) -> Feedback:
+    if reading.kind == MailKind.COMPLAINT:
+        complaint = reading.complaint
+        return Feedback(
+            kind=EventKind.COMPLAINED,
+            dedup_key=reading.fingerprint,
+            source="arf",
+            reported_recipient=complaint.original_recipient if complaint else None,
+            extra={
+                "feedback_type": complaint.feedback_type if complaint else "",
+                "user_agent": complaint.user_agent if complaint else "",
+                "arrival_date": reading.arrival_date,
+            },
+        )
+    # One message, one recipient: the block about the job's address, else the first failure.
+    status = next(
+        (
+            failure
+            for failure in failures
+            if job.email_key in (failure.recipient, failure.original_recipient)
+        ),
+        failures[0],
+    )
+    return Feedback(
+        kind=EventKind.BOUNCED,
+        dedup_key=reading.fingerprint,
+        source="dsn" if reading.kind == MailKind.DSN else "nonstandard",
+        bounce_class=status.bounce_class,
+        status=status.status,
+        diagnostic=status.diagnostic,
+        reported_recipient=status.recipient,
+        extra={"arrival_date": reading.arrival_date, **reading.extra},
+    )
+
+
+def _job_by_id(session: Session, job_id: int) -> _Job | None:
+    row = session.execute(
+        select(Job.id, Recipient.email_key)
+        .join(Recipient, Recipient.id == Job.recipient_id)
+        .where(Job.id == job_id)
+    ).first()
+    return _Job(row.id, row.email_key) if row else None
+
+
+def _job_of_campaign(session: Session, campaign_uuid: str, job_id: int) -> _Job | None:
+    row = session.execute(
+        select(Job.id, Recipient.email_key)
+        .join(Recipient, Recipient.id == Job.recipient_id)
+        .join(Campaign, Campaign.id == Job.campaign_id)
+        .where(Job.id == job_id, Campaign.uuid == campaign_uuid)
+    ).first()
+    return _Job(row.id, row.email_key) if row else None
+
+
+def _job_by_message_id(
+    session: Session, reading: MailReading, failures: list[RecipientStatus]
+) -> _Job | None:
+    """The fallback when no return path survived: our Message-ID in the returned headers.
+
+    A Message-ID is easier to guess than a signed token, so it only counts when the report
+    also names the job's recipient.
+    """
+    reported = {
+        address
+        for failure in failures
+        for address in (failure.recipient, failure.original_recipient)
+        if address
+    }
+    reported.update(reading.original_recipients)
+    for message_id in reading.original_message_ids:
+        named = job_of_message_id(message_id)
+        if named is None:
+            continue
+        job = _job_of_campaign(session, *named)
+        if job is not None and job.email_key in reported:
+            return job
+    return None
+
+
+def _latest_job_sent_to(session: Session, email_key: str) -> _Job | None:
+    row = session.execute(
+        select(Job.id, Recipient.email_key)
+        .join(Recipient, Recipient.id == Job.recipient_id)
+        .where(
+            Recipient.email_key == email_key,
+            Job.state.in_((JobState.SENT, JobState.BOUNCED, JobState.UNKNOWN)),
+            Job.sent_at.is_not(None),
+        )
+        .order_by(Job.sent_at.desc(), Job.id.desc())
+        .limit(1)
+    ).first()
+    return _Job(row.id, row.email_key) if row else None
+
+
+def _result(
+    applied: Applied, job_id: int, feedback: Feedback, suppressed_as: str | None
+) -> IntakeResult:
+    outcome = IntakeOutcome.RECORDED if applied == Applied.RECORDED else IntakeOutcome.DUPLICATE
+    bounce_class = str(feedback.bounce_class) if feedback.bounce_class else None
+    log.info(
+        "%s %s for job %s (%s)%s",
+        outcome,
+        feedback.kind,
+        job_id,
+        bounce_class or feedback.source,
+        f", suppressed as {suppressed_as}" if suppressed_as else "",
+    )
+    return IntakeResult(
+        outcome=outcome,
+        job_id=job_id,
+        kind=str(feedback.kind),
+        bounce_class=bounce_class,
+        suppressed_as=suppressed_as,
+    )
+
+
+def _ignored(outcome: IntakeOutcome, reason: str) -> IntakeResult:
+    log.info("ignored (%s): %s", outcome, reason)
+    return IntakeResult(outcome=outcome, reason=reason)

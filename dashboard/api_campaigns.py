@@ -1,0 +1,302 @@
+"""JSON API for campaigns: create, schedule, pause, resume, cancel, retry, and watch."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from campaigns import campaign_service
+from campaigns.csv_export import safe_cell
+from campaigns.failures import retry_failures
+from campaigns.models import JobState
+from dashboard.api_templates import PreviewOut
+from dashboard.auth import signed_in
+from dashboard.campaign_queries import (
+    EXPORT_COLUMNS,
+    BounceReason,
+    Bucket,
+    CampaignRow,
+    CountsSource,
+    EventRow,
+    JobPage,
+    JobRow,
+    Progress,
+    bounce_reasons,
+    campaign_overview,
+    campaign_row,
+    campaign_rows,
+    events_over_time,
+    export_rows,
+    job_detail,
+    search_jobs,
+    sends_per_minute,
+)
+from dashboard.dependencies import (
+    MAX_ID,
+    CampaignId,
+    ChartCacheDep,
+    DatabaseDep,
+    SampledCountsDep,
+    SettingsDep,
+    Text,
+)
+from dashboard.scheduling import When, schedule_plan
+from dashboard.template_files import checked_name
+from dashboard.template_preview import campaign_preview
+
+router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(signed_in)])
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the recipient's job id")]
+StateFilter = Annotated[JobState | None, Query(description="only recipients in this state")]
+
+
+class CampaignCreate(BaseModel):
+    name: Text = Field(min_length=1, max_length=200)
+    list: Text = Field(min_length=1, max_length=200, description="recipient list name")
+    template: Text = Field(min_length=1, max_length=64, description="template name")
+    from_address: Text = Field(min_length=3, max_length=400, examples=["News <news@example.com>"])
+    subject: Text | None = Field(None, max_length=2000, description="replaces the template's")
+    tracking: bool = True
+
+
+class ScheduleRequest(BaseModel):
+    when: When = "now"
+    at: Text | None = Field(
+        None, max_length=40, description="ISO 8601 date and time, e.g. 2026-12-01T09:00"
+    )
+    timezone: Text = Field("UTC", max_length=64, description="IANA zone of 'at'")
+    timezone_field: Text = Field(
+        "timezone", max_length=64, description="merge field with each recipient's zone"
+    )
+    spread_hours: float = Field(0.0, ge=0, le=720, description="release evenly over this long")
+
+
+class RetryRequest(BaseModel):
+    include_unknown: bool = False
+    include_policy: bool = False
+
+
+class CampaignDetail(BaseModel):
+    campaign: CampaignRow
+    counts: dict[str, int]
+    """Recipients by job state."""
+    progress: Progress
+    counters: dict[str, int]
+    """Events: opens, unique_opens, clicks, bounces, unsubscribes, complaints..."""
+
+
+class ScheduleOut(BaseModel):
+    state: str
+    jobs: int
+    first_due: datetime
+    last_due: datetime
+    recipients_without_zone: int
+
+
+class StateOut(BaseModel):
+    id: int
+    state: str
+
+
+class RetryOut(BaseModel):
+    state: str
+    due_now: int
+    requeued: dict[str, int]
+
+
+class JobOut(BaseModel):
+    job: JobRow
+    events: list[EventRow]
+
+
+class SeriesOut(BaseModel):
+    sends_per_minute: list[Bucket]
+    events_per_hour: dict[str, list[Bucket]]
+
+
+def detail(
+    database: Any, campaign_id: int, sampled_counts: CountsSource | None = None
+) -> CampaignDetail:
+    overview = campaign_overview(database, campaign_id, sampled_counts=sampled_counts)
+    return CampaignDetail(
+        campaign=overview.campaign,
+        counts=overview.status.counts,
+        progress=overview.progress,
+        counters=overview.counters,
+    )
+
+
+@router.get("", summary="Campaigns, newest first")
+def get_campaigns(database: DatabaseDep) -> list[CampaignRow]:
+    return campaign_rows(database)
+
+
+@router.post("", status_code=201, summary="Create a draft campaign")
+def post_campaign(
+    body: CampaignCreate, database: DatabaseDep, settings: SettingsDep
+) -> CampaignDetail:
+    campaign = campaign_service.create_campaign(
+        database,
+        name=body.name.strip(),
+        list_name=body.list,
+        template=checked_name(body.template),
+        from_address=body.from_address,
+        templates_dir=settings.templates_dir,
+        subject=body.subject or None,
+        tracking=body.tracking,
+    )
+    return detail(database, campaign.id)
+
+
+@router.get("/{campaign_id}", summary="A campaign with its progress and counts")
+def get_campaign(
+    campaign_id: CampaignId, database: DatabaseDep, sampled_counts: SampledCountsDep
+) -> CampaignDetail:
+    return detail(database, campaign_id, sampled_counts)
+
+
+@router.post("/{campaign_id}/schedule", summary="Check the template and schedule sending")
+def post_schedule(
+    campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep
+) -> ScheduleOut:
+    plan = schedule_plan(
+        body.when,
+        at=body.at,
+        timezone=body.timezone,
+        timezone_field=body.timezone_field,
+        spread_hours=body.spread_hours,
+    )
+    result = campaign_service.schedule_campaign(
+        database,
+        campaign_id,
+        send_at=plan.send_at,
+        local_time=plan.local_time,
+        spread_hours=plan.spread_hours,
+    )
+    return ScheduleOut(
+        state=campaign_row(database, campaign_id).state,
+        jobs=result.jobs,
+        first_due=result.first_due,
+        last_due=result.last_due,
+        recipients_without_zone=result.recipients_without_zone,
+    )
+
+
+@router.post("/{campaign_id}/pause", summary="Stop sending within a second")
+def post_pause(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
+    return StateOut(id=campaign_id, state=campaign_service.pause_campaign(database, campaign_id))
+
+
+@router.post("/{campaign_id}/resume", summary="Continue a paused campaign")
+def post_resume(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
+    return StateOut(id=campaign_id, state=campaign_service.resume_campaign(database, campaign_id))
+
+
+@router.post("/{campaign_id}/cancel", summary="Cancel every message not yet sent")
+def post_cancel(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
+    return StateOut(id=campaign_id, state=campaign_service.cancel_campaign(database, campaign_id))
+
+
+@router.post("/{campaign_id}/retry", summary="Queue again the failures that may pass")
+def post_retry(
+    campaign_id: CampaignId, database: DatabaseDep, body: RetryRequest | None = None
+) -> RetryOut:
+    body = body or RetryRequest()
+    result = retry_failures(
+        database,
+        campaign_id,
+        include_unknown=body.include_unknown,
+        include_policy=body.include_policy,
+    )
+    return RetryOut(state=result.campaign_state, due_now=result.due_now, requeued=result.requeued)
+
+
+@router.get("/{campaign_id}/preview", summary="The campaign's message as one recipient gets it")
+def get_preview(
+    campaign_id: CampaignId,
+    database: DatabaseDep,
+    recipient_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> PreviewOut:
+    preview = campaign_preview(database, campaign_id, recipient_id=recipient_id)
+    rendered = preview.rendered
+    return PreviewOut(
+        email=preview.email, subject=rendered.subject, html=rendered.html, text=rendered.text
+    )
+
+
+@router.get("/{campaign_id}/recipients", summary="The campaign's recipients, by address")
+def get_recipients(
+    campaign_id: CampaignId,
+    database: DatabaseDep,
+    q: Annotated[Text, Query(max_length=320, description="start of the address")] = "",
+    state: StateFilter = None,
+    after: Annotated[Text, Query(max_length=320, description="next_after of the page before")] = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobPage:
+    return search_jobs(
+        database,
+        campaign_id,
+        starts_with=q,
+        state=str(state) if state else None,
+        after=after,
+        limit=limit,
+    )
+
+
+@router.get("/{campaign_id}/recipients/{job_id}", summary="One recipient's job and its events")
+def get_recipient(campaign_id: CampaignId, job_id: JobId, database: DatabaseDep) -> JobOut:
+    job, events = job_detail(database, campaign_id, job_id)
+    return JobOut(job=job, events=events)
+
+
+@router.get("/{campaign_id}/bounce-reasons", summary="The most common refusals")
+def get_bounce_reasons(campaign_id: CampaignId, database: DatabaseDep) -> list[BounceReason]:
+    campaign_row(database, campaign_id)
+    return bounce_reasons(database, campaign_id)
+
+
+@router.get("/{campaign_id}/series", summary="Sends per minute and opens/clicks per hour")
+def get_series(campaign_id: CampaignId, database: DatabaseDep, cache: ChartCacheDep) -> SeriesOut:
+    campaign_row(database, campaign_id)
+    return cache.get(
+        ("series", campaign_id),
+        lambda: SeriesOut(
+            sends_per_minute=sends_per_minute(database, campaign_id),
+            events_per_hour=events_over_time(database, campaign_id),
+        ),
+    )
+
+
+@router.get(
+    "/{campaign_id}/export.csv",
+    summary="Every recipient with state, reply and engagement, as CSV",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def get_export(campaign_id: CampaignId, database: DatabaseDep) -> StreamingResponse:
+    rows = export_rows(database, campaign_id)
+    return StreamingResponse(
+        csv_lines(EXPORT_COLUMNS, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},
+    )
+
+
+def csv_lines(header: tuple[str, ...], rows: Iterator[tuple[object, ...]]) -> Iterator[str]:
+    """CSV text in pieces of a thousand rows, every cell spreadsheet-safe (``safe_cell``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([safe_cell(name) for name in header])
+    for count, row in enumerate(rows, start=1):
+        writer.writerow([safe_cell(value) for value in row])
+        if count % 1000 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -1,0 +1,147 @@
+"""The dashboard: web pages, the JSON API, metrics, and the public tracking and webhook routes,
+all in one ASGI application (what ``edm serve`` runs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from campaigns.config import Settings
+from campaigns.storage import Database, open_database
+from dashboard import (
+    api_campaigns,
+    api_lists,
+    api_templates,
+    api_workers,
+    auth_pages,
+    metrics,
+    pages_campaigns,
+    pages_lists,
+    pages_templates,
+    pages_workers,
+)
+from dashboard.auth import CurrentUser, signed_in
+from dashboard.background_imports import BackgroundImports
+from dashboard.http_errors import install_error_handlers
+from dashboard.page_rendering import render_error_page
+from dashboard.tracking import tracking_router
+from dashboard.ttl_cache import TtlCache
+from dashboard.webhooks import webhook_router
+
+
+class AccountOut(BaseModel):
+    email: str
+    csrf_token: str | None
+    """For a browser session: send as X-CSRF-Token with every POST, PUT and DELETE."""
+
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_VERSION = "1"
+CHART_CACHE_S = 8.0
+"""Charts are polled every 10 s; over a million jobs they take a second to draw."""
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        # Email HTML in the preview carries its own <style> blocks and style attributes.
+        "style-src 'self' 'unsafe-inline'",
+        # A preview shows the images a template links to, wherever they are.
+        "img-src 'self' data: https: http:",
+        "frame-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    monitor: Any = None,
+) -> FastAPI:
+    """The whole dashboard on ``database`` (default: the configured one).
+
+    ``monitor`` watches the workers (default: a ``WorkerMonitor`` on the configured Redis,
+    started with the app and stopped with it).
+    """
+    if database is None:
+        database = open_database(settings.resolved_database_url)
+    imports = BackgroundImports(database, settings.data_dir / "uploads")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        imports.mark_interrupted()
+        if monitor is not None:
+            monitor.start()
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                monitor.stop()
+            imports.shutdown()
+
+    app = FastAPI(
+        title="edm dashboard",
+        version=API_VERSION,
+        description=(
+            "Drive and watch bulk email campaigns. Authenticate with an API token from "
+            "`edm users token --email E`, sent as `Authorization: Bearer <token>`."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.imports = imports
+    app.state.monitor = monitor
+    app.state.chart_cache = TtlCache(ttl_s=CHART_CACHE_S)
+    install_error_handlers(app, render_error_page)
+
+    # Public: what recipients' mail clients and the email providers reach.
+    app.include_router(tracking_router(database, settings.secret))
+    app.include_router(webhook_router(settings, database), include_in_schema=False)
+
+    app.include_router(auth_pages.router)
+    app.include_router(api_lists.router)
+    app.include_router(api_campaigns.router)
+    app.include_router(api_templates.router)
+    app.include_router(api_workers.router)
+    app.include_router(metrics.router)
+    app.include_router(pages_campaigns.router)
+    app.include_router(pages_lists.router)
+    app.include_router(pages_templates.router)
+    app.include_router(pages_workers.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(signed_in)])
+    def openapi_description() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/me", tags=["account"], summary="Who is signed in")
+    def me(user: CurrentUser) -> AccountOut:
+        return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

@@ -1,0 +1,88 @@
+"""Who is asking: a session cookie from the sign-in page, or an API token sent as a bearer token.
+
+A browser's cookie is sent with every request to the dashboard, including ones another site
+makes it send, so every unsafe request signed in by cookie must also carry the session's CSRF
+token (form field ``csrf_token`` or header ``X-CSRF-Token``). A bearer token is never sent by a
+browser on its own and needs none.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from campaigns.storage import Database
+from dashboard.accounts import SignedIn, session_user, token_user
+
+SESSION_COOKIE = "edm_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_bearer = HTTPBearer(auto_error=False, description="an API token from `edm users token`")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="the sign-in page's session"
+)
+
+
+class SignInRequired(Exception):
+    """No valid credentials: an API answers 401, a page sends the browser to sign in."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CsrfRefused(Exception):
+    """An unsafe request signed in by cookie without the session's CSRF token."""
+
+
+def app_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+async def signed_in(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> SignedIn:
+    database = app_database(request)
+    if request.headers.get("authorization"):
+        if bearer is None:
+            raise SignInRequired("Authorization: expected 'Bearer <token>'")
+        found = await run_in_threadpool(token_user, database, bearer.credentials)
+        if found is None:
+            raise SignInRequired("API token not recognised (make one with `edm users token`)")
+        return found
+    if not cookie:
+        raise SignInRequired("sign in first, or send an API token as 'Authorization: Bearer'")
+    found = await run_in_threadpool(session_user, database, cookie)
+    if found is None:
+        raise SignInRequired("your session has ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        await _check_csrf(request, found)
+    request.state.signed_in = found
+    return found
+
+
+CurrentUser = Annotated[SignedIn, Depends(signed_in)]
+
+
+async def _check_csrf(request: Request, found: SignedIn) -> None:
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given and _is_form(request):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else ""
+    expected = found.csrf_token or ""
+    if not (given and expected and secrets.compare_digest(given.encode(), expected.encode())):
+        raise CsrfRefused()
+
+
+def _is_form(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))

@@ -1,0 +1,631 @@
+"""What the workers are doing, read from Celery and Redis rather than guessed.
+
+Two background threads keep a snapshot that pages and ``/metrics`` read without waiting:
+
+- the *event listener* consumes Celery's worker events (online, heartbeat every two seconds,
+  offline) from the broker: each heartbeat carries the worker's active and processed task counts;
+  a worker whose heartbeats stop is gone (killed, or its host lost), one that says goodbye is
+  gone at once;
+- the *sampler* asks each newly seen worker, through Celery's remote control (``inspect``, one
+  second at most), for its process id, concurrency and queues, so workers of other installations
+  sharing the Redis are left out; and every couple of seconds reads the broker's queue length,
+  the relays' and domains' rates in force (``workers.relay_rates``), and how many jobs are due and
+  how many have finished, from which the send rate and the stuck alarm follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, or_, select
+
+from campaigns.config import Settings
+from campaigns.errors import EdmError
+from campaigns.models import (
+    CLAIMABLE_JOB_STATES,
+    PENDING_JOB_STATES,
+    Campaign,
+    CampaignState,
+    Job,
+    JobState,
+    utc_now,
+)
+from campaigns.storage import Database
+from workers.embedded_redis import URL_FILE_NAME, redacted_url
+
+log = logging.getLogger("edm.dashboard.workers")
+
+WORKER_HOSTNAME_PREFIX = "edm-"
+"""``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
+GONE_WORKERS_KEPT_S = 3600.0
+RATE_WINDOW_S = 60.0
+NO_REDIS_YET = "no Redis yet: start a worker (`edm worker`) or set EDM_REDIS_URL"
+WATCHED_CAMPAIGN_STATES = (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED)
+TOTALS_INTERVAL_S = 15.0
+MAX_SAMPLE_PAUSE_S = 1.5
+"""Counts shown live are at most about this old (plus one pass)."""
+"""Jobs by state over every campaign (for /metrics) are counted this often: a full count."""
+
+
+@dataclass
+class WorkerInfo:
+    hostname: str
+    pid: int | None = None
+    concurrency: int | None = None
+    queues: tuple[str, ...] | None = None
+    """None until the worker answered ``inspect``."""
+    active: int = 0
+    processed: int = 0
+    heartbeat_interval_s: float = 2.0
+    first_seen: float = 0.0
+    last_heartbeat: float = 0.0
+    """Seconds since the epoch on this host's clock (not the worker's)."""
+    said_goodbye_at: float | None = None
+    loadavg: tuple[float, ...] = ()
+
+    @property
+    def host(self) -> str:
+        return self.hostname.partition("@")[2] or self.hostname
+
+    def online_at(self, now: float) -> bool:
+        if self.said_goodbye_at is not None:
+            return False
+        # Celery's own rule is twice the interval; a loaded host gets a little more.
+        return now - self.last_heartbeat <= max(2.5 * self.heartbeat_interval_s, 6.0)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    hostname: str
+    host: str
+    pid: int | None
+    concurrency: int | None
+    active: int
+    processed: int
+    online: bool
+    last_heartbeat: datetime | None
+    queues: list[str] | None
+
+
+@dataclass(frozen=True)
+class RelayLimitRow:
+    name: str
+    url: str
+    per_second: float | None
+    per_hour: int | None
+    per_day: int | None
+    max_connections: int | None
+    connections_in_use: int
+    sent_last_hour: int | None
+    sent_last_day: int | None
+    closed_for_s: float
+    closed_reason: str | None
+
+
+@dataclass(frozen=True)
+class DomainLimitRow:
+    domain: str
+    configured_per_second: float | None
+    effective_per_second: float | None
+    slowdown_factor: float
+
+
+@dataclass(frozen=True)
+class WorkersSnapshot:
+    broker: str
+    """The Redis URL, without its password; empty when none is known yet."""
+    broker_error: str | None
+    workers: list[WorkerRow]
+    queued_batches: int | None
+    """Batches of job ids waiting in the broker."""
+    due_jobs: int | None
+    """Jobs of running campaigns due now that no worker has finished yet."""
+    jobs_by_state: dict[str, int]
+    send_rate_per_s: float | None
+    """Messages finished per second over the last minute (sent or refused)."""
+    sent_rate_per_s: float | None
+    send_rate_limit: float | None
+    relays: list[RelayLimitRow]
+    domains: list[DomainLimitRow]
+    rates_error: str | None
+    stuck: str | None
+    """Why the alarm is on: work is waiting and nothing has finished for a while; else None."""
+    sampled_at: datetime | None
+
+    @property
+    def online(self) -> int:
+        return sum(1 for worker in self.workers if worker.online)
+
+
+@dataclass
+class _Sample:
+    at: float
+    finished: dict[int, int]
+    """Jobs with nothing left to do, by campaign."""
+    sent: dict[int, int]
+
+
+@dataclass
+class _State:
+    workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    broker: str = ""
+    broker_error: str | None = "not connected yet"
+    queued_batches: int | None = None
+    due_jobs: int | None = None
+    jobs_by_state: dict[str, int] = field(default_factory=dict)
+    samples: deque[_Sample] = field(default_factory=lambda: deque(maxlen=600))
+    last_progress_at: float = 0.0
+    relays: list[RelayLimitRow] = field(default_factory=list)
+    domains: list[DomainLimitRow] = field(default_factory=list)
+    send_rate_limit: float | None = None
+    rates_error: str | None = None
+    sampled_at: datetime | None = None
+    campaign_counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Jobs by state of every campaign being sent (or paused, or due), from the last sample."""
+    campaign_counts_at: float = 0.0
+
+
+class WorkerMonitor:
+    """Start once (``start``), read any time (``snapshot``), ``stop`` at the end.
+
+    ``stuck_after_s``: with work waiting, this long without a finished job raises the alarm.
+    ``sample_interval_s``: how often the database and Redis are read.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        stuck_after_s: float = 120.0,
+        sample_interval_s: float = 1.0,
+        inspect_timeout_s: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._stuck_after_s = stuck_after_s
+        self._sample_interval_s = sample_interval_s
+        self._inspect_timeout_s = inspect_timeout_s
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._receiver: Any = None
+        self._wanted_inspections: set[str] = set()
+        self._totals_due = 0.0
+
+    # --- Reading -------------------------------------------------------------------------
+
+    def snapshot(self) -> WorkersSnapshot:
+        now = time.time()
+        with self._lock:
+            state = self._state
+            workers = sorted(
+                (replace(worker) for worker in state.workers.values() if self._ours(worker)),
+                key=lambda worker: (worker.host, worker.pid or 0, worker.hostname),
+            )
+            samples = list(state.samples)
+            snapshot_fields: dict[str, Any] = {
+                "broker": state.broker,
+                "broker_error": state.broker_error,
+                "queued_batches": state.queued_batches,
+                "due_jobs": state.due_jobs,
+                "jobs_by_state": dict(state.jobs_by_state),
+                "relays": list(state.relays),
+                "domains": list(state.domains),
+                "send_rate_limit": state.send_rate_limit,
+                "rates_error": state.rates_error,
+                "sampled_at": state.sampled_at,
+            }
+            last_progress_at = state.last_progress_at
+        rows = [
+            WorkerRow(
+                hostname=worker.hostname,
+                host=worker.host,
+                pid=worker.pid,
+                concurrency=worker.concurrency,
+                active=worker.active if worker.online_at(now) else 0,
+                processed=worker.processed,
+                online=worker.online_at(now),
+                last_heartbeat=datetime.fromtimestamp(worker.last_heartbeat, UTC)
+                if worker.last_heartbeat
+                else None,
+                queues=list(worker.queues) if worker.queues is not None else None,
+            )
+            for worker in workers
+        ]
+        finished_rate, sent_rate = _rates(samples)
+        stuck = self._stuck_reason(rows, snapshot_fields, last_progress_at, now)
+        return WorkersSnapshot(
+            workers=rows,
+            send_rate_per_s=finished_rate,
+            sent_rate_per_s=sent_rate,
+            stuck=stuck,
+            **snapshot_fields,
+        )
+
+    def campaign_counts(self, campaign_id: int, *, max_age_s: float = 3.0) -> dict[str, int] | None:
+        """Jobs by state of a campaign being sent, as last sampled; None when it was not in the
+        sample (not active, or the sample is older than ``max_age_s``)."""
+        with self._lock:
+            state = self._state
+            if time.monotonic() - state.campaign_counts_at > max_age_s:
+                return None
+            counts = state.campaign_counts.get(campaign_id)
+            return dict(counts) if counts is not None else None
+
+    def _ours(self, worker: WorkerInfo) -> bool:
+        if not worker.hostname.startswith(WORKER_HOSTNAME_PREFIX):
+            return False
+        # Unknown queues: shown until the worker answers, since it is most likely ours.
+        return worker.queues is None or self._settings.queue_name in worker.queues
+
+    def _stuck_reason(
+        self, rows: list[WorkerRow], fields: dict[str, Any], last_progress_at: float, now: float
+    ) -> str | None:
+        waiting = (fields["queued_batches"] or 0) + (fields["due_jobs"] or 0)
+        if not waiting or not last_progress_at:
+            return None
+        idle_s = now - last_progress_at
+        if idle_s < self._stuck_after_s:
+            return None
+        online = sum(1 for row in rows if row.online)
+        what = f"{fields['due_jobs'] or 0} jobs are due"
+        if fields["queued_batches"]:
+            what += f" and {fields['queued_batches']} batches wait in the queue"
+        if not online:
+            return f"{what}, but no worker is online (start one with `edm worker`)"
+        return (
+            f"{what}, but nothing has been sent for {idle_s:.0f} s although {online} "
+            f"worker{'s are' if online != 1 else ' is'} online: a worker may be stuck, or every "
+            f"relay refuses connections (see the relays below and the worker logs)"
+        )
+
+    # --- Running -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        for target, name in (
+            (self._listen_for_events, "edm-worker-events"),
+            (self._sample_forever, "edm-worker-sampler"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.should_stop = True
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def redis_url(self) -> str:
+        """The configured Redis, else the embedded one a worker of this installation published."""
+        if self._settings.redis_url:
+            return self._settings.redis_url
+        try:
+            return (Path(self._settings.data_dir) / URL_FILE_NAME).read_text().strip()
+        except OSError:
+            return ""
+
+    def _celery(self, url: str) -> Any:
+        from workers.celery_app import make_celery
+
+        return make_celery(self._settings, url)
+
+    # --- Celery events -------------------------------------------------------------------
+
+    def _listen_for_events(self) -> None:
+        while not self._stop.is_set():
+            url = self.redis_url()
+            if not url:
+                self._set_broker(
+                    "", "no Redis yet: start a worker (`edm worker`) or set EDM_REDIS_URL"
+                )
+                self._stop.wait(2.0)
+                continue
+            try:
+                app = self._celery(url)
+                with app.connection_for_read() as connection:
+                    receiver = app.events.Receiver(
+                        connection,
+                        handlers={"*": self._on_event},
+                        routing_key="worker.#",
+                    )
+                    # Give up on a Redis that is down and come back here, rather than retrying
+                    # forever inside kombu where a stop request is not seen.
+                    receiver.connect_max_retries = 1
+                    self._receiver = receiver
+                    if self._stop.is_set():
+                        return
+                    self._set_broker(redacted_url(url), None)
+                    receiver.capture(limit=None, timeout=None, wakeup=True)
+            except Exception as error:
+                if self._stop.is_set():
+                    return
+                self._set_broker(
+                    redacted_url(url), f"cannot read worker events: {_one_line(error)}"
+                )
+                log.warning("worker events from %s: %s", redacted_url(url), _one_line(error))
+                self._stop.wait(2.0)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        hostname = str(event.get("hostname", ""))
+        if not kind.startswith("worker-") or not hostname:
+            return
+        received = float(event.get("local_received") or time.time())
+        with self._lock:
+            worker = self._state.workers.get(hostname)
+            if worker is None or (kind == "worker-online" and worker.said_goodbye_at is not None):
+                worker = WorkerInfo(hostname=hostname, first_seen=received)
+                self._state.workers[hostname] = worker
+                self._wanted_inspections.add(hostname)
+            if kind == "worker-offline":
+                worker.said_goodbye_at = received
+                return
+            worker.last_heartbeat = received
+            worker.said_goodbye_at = None
+            worker.pid = int(event.get("pid") or 0) or worker.pid
+            worker.heartbeat_interval_s = float(event.get("freq") or worker.heartbeat_interval_s)
+            worker.active = int(event.get("active") or 0)
+            worker.processed = int(event.get("processed") or 0)
+            worker.loadavg = tuple(event.get("loadavg") or ())
+
+    # --- Sampling ------------------------------------------------------------------------
+
+    def _sample_forever(self) -> None:
+        rates_due = 0.0
+        while not self._stop.is_set():
+            url = self.redis_url()
+            self._inspect_new_workers(url)
+            self._sample_broker(url)
+            started = time.monotonic()
+            self._sample_database()
+            # A pass over a huge campaign's jobs takes a while: never spend more than about a
+            # quarter of the time counting.
+            pause_s = max(self._sample_interval_s, 3 * (time.monotonic() - started))
+            if time.monotonic() >= rates_due:
+                self._sample_rates(url)
+                rates_due = time.monotonic() + 2.0
+            self._forget_long_gone()
+            self._stop.wait(min(pause_s, MAX_SAMPLE_PAUSE_S))
+
+    def sample_once(self) -> None:
+        """One pass of the sampler (tests and benchmarks call it instead of waiting)."""
+        url = self.redis_url()
+        self._inspect_new_workers(url)
+        self._sample_broker(url)
+        self._sample_database()
+        self._sample_rates(url)
+
+    def _inspect_new_workers(self, url: str) -> None:
+        with self._lock:
+            wanted = sorted(self._wanted_inspections)
+        if not wanted or not url:
+            return
+        try:
+            inspector = self._celery(url).control.inspect(
+                destination=wanted, timeout=self._inspect_timeout_s
+            )
+            stats = inspector.stats() or {}
+            queues = inspector.active_queues() or {}
+        except Exception as error:
+            log.info("inspect %s: %s", wanted, _one_line(error))
+            return
+        with self._lock:
+            for hostname in wanted:
+                worker = self._state.workers.get(hostname)
+                if worker is None or hostname not in stats:
+                    continue  # asked again next pass
+                worker_stats = stats[hostname]
+                worker.pid = int(worker_stats.get("pid") or 0) or worker.pid
+                pool = worker_stats.get("pool") or {}
+                concurrency = pool.get("max-concurrency")
+                worker.concurrency = int(concurrency) if concurrency else worker.concurrency
+                worker.queues = tuple(
+                    str(queue.get("name")) for queue in queues.get(hostname, []) or []
+                )
+                self._wanted_inspections.discard(hostname)
+
+    def _sample_broker(self, url: str) -> None:
+        if not url:
+            return
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            try:
+                depth = int(client.llen(self._settings.queue_name))
+            finally:
+                client.close()
+        except (redis.RedisError, OSError, ValueError) as error:
+            with self._lock:
+                self._state.queued_batches = None
+                self._state.broker_error = f"Redis at {redacted_url(url)}: {_one_line(error)}"
+            return
+        with self._lock:
+            self._state.queued_batches = depth
+
+    def _sample_database(self) -> None:
+        now = utc_now()
+        recent = now - timedelta(seconds=2 * RATE_WINDOW_S)
+        # Campaigns that finished a moment ago stay in, so their last sends still count.
+        watched = select(Campaign.id).where(
+            or_(Campaign.state.in_(WATCHED_CAMPAIGN_STATES), Campaign.finished_at >= recent)
+        )
+        running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
+        try:
+            with self._database.session() as session:
+                watched_ids = set(session.scalars(watched))
+                rows = session.execute(
+                    select(Job.campaign_id, Job.state, func.count())
+                    .where(Job.campaign_id.in_(watched))
+                    .group_by(Job.campaign_id, Job.state)
+                ).all()
+                due = session.scalar(
+                    select(func.count()).where(
+                        Job.state.in_(CLAIMABLE_JOB_STATES),
+                        Job.campaign_id.in_(running),
+                        or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
+                    )
+                )
+                totals = None
+                if time.monotonic() >= self._totals_due:
+                    totals = dict(
+                        session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+                    )
+        except Exception as error:
+            log.warning("sampling the job table: %s", _one_line(error))
+            return
+        if totals is not None:
+            self._totals_due = time.monotonic() + TOTALS_INTERVAL_S
+        pending_states = {str(state) for state in PENDING_JOB_STATES}
+        finished: dict[int, int] = {}
+        sent: dict[int, int] = {}
+        counts: dict[int, dict[str, int]] = {campaign_id: {} for campaign_id in watched_ids}
+        for campaign_id, state, count in rows:
+            counts.setdefault(campaign_id, {})[str(state)] = int(count)
+            if state not in pending_states:
+                finished[campaign_id] = finished.get(campaign_id, 0) + count
+            if state == JobState.SENT:
+                sent[campaign_id] = count
+        at = time.time()
+        with self._lock:
+            state = self._state
+            previous = state.samples[-1] if state.samples else None
+            if previous is None or (finished, sent) != (previous.finished, previous.sent):
+                state.last_progress_at = at
+            state.samples.append(_Sample(at, finished, sent))
+            if totals is not None:
+                state.jobs_by_state = {str(name): int(count) for name, count in totals.items()}
+            state.due_jobs = int(due or 0)
+            state.sampled_at = datetime.now(UTC)
+            state.campaign_counts = counts
+            state.campaign_counts_at = time.monotonic()
+
+    def _sample_rates(self, url: str) -> None:
+        from workers.relay_config import load_relay_config
+        from workers.relay_rates import effective_rates
+
+        try:
+            config = load_relay_config(self._settings)
+        except EdmError as error:
+            with self._lock:
+                self._state.rates_error = str(error)
+            return
+        relays = [
+            RelayLimitRow(
+                name=relay.name,
+                url=relay.relay.display(),
+                per_second=relay.per_second or None,
+                per_hour=relay.per_hour or None,
+                per_day=relay.per_day or None,
+                max_connections=relay.max_connections or None,
+                connections_in_use=0,
+                sent_last_hour=None,
+                sent_last_day=None,
+                closed_for_s=0.0,
+                closed_reason=None,
+            )
+            for relay in config.relays
+        ]
+        domains = [
+            DomainLimitRow(domain, rate, rate, 1.0)
+            for domain, rate in sorted(config.domain_limits.items())
+        ]
+        error_text = None
+        if url:
+            try:
+                rates = asyncio.run(_read_rates(url, config, effective_rates))
+                relays = [
+                    RelayLimitRow(
+                        name=relay.name,
+                        url=relay.url,
+                        per_second=relay.per_second,
+                        per_hour=relay.per_hour,
+                        per_day=relay.per_day,
+                        max_connections=relay.max_connections,
+                        connections_in_use=relay.connections_in_use,
+                        sent_last_hour=relay.sent_last_hour,
+                        sent_last_day=relay.sent_last_day,
+                        closed_for_s=relay.closed_for_s,
+                        closed_reason=relay.closed_reason,
+                    )
+                    for relay in rates.relays
+                ]
+                domains = [
+                    DomainLimitRow(
+                        domain=domain.domain,
+                        configured_per_second=domain.configured_per_second,
+                        effective_per_second=domain.effective_per_second,
+                        slowdown_factor=domain.factor,
+                    )
+                    for domain in rates.domains
+                ]
+            except Exception as error:
+                error_text = f"rates in Redis: {_one_line(error)}"
+        with self._lock:
+            self._state.relays = relays
+            self._state.domains = domains
+            self._state.send_rate_limit = config.send_rate or None
+            self._state.rates_error = error_text
+
+    def _set_broker(self, broker: str, error: str | None) -> None:
+        with self._lock:
+            self._state.broker = broker
+            self._state.broker_error = error
+
+    def _forget_long_gone(self) -> None:
+        now = time.time()
+        with self._lock:
+            for hostname, worker in list(self._state.workers.items()):
+                last = worker.said_goodbye_at or worker.last_heartbeat
+                if last and now - last > GONE_WORKERS_KEPT_S:
+                    del self._state.workers[hostname]
+
+
+async def _read_rates(url: str, config: Any, effective_rates: Any) -> Any:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return await effective_rates(client, config)
+    finally:
+        await client.aclose()
+
+
+def _rates(samples: list[_Sample]) -> tuple[float | None, float | None]:
+    """Finished and sent messages per second over the last ``RATE_WINDOW_S``."""
+    if len(samples) < 2:
+        return None, None
+    last = samples[-1]
+    first = next((sample for sample in samples if last.at - sample.at <= RATE_WINDOW_S), samples[0])
+    elapsed = last.at - first.at
+    if elapsed <= 0:
+        return None, None
+
+    def growth(before: dict[int, int], after: dict[int, int]) -> int:
+        # Per campaign, so one that drops out of the sample takes nothing away.
+        return sum(max(0, after[key] - before.get(key, 0)) for key in after)
+
+    return (
+        growth(first.finished, last.finished) / elapsed,
+        growth(first.sent, last.sent) / elapsed,
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

@@ -1,0 +1,190 @@
+"""``edm users`` and ``edm serve`` as a person runs them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _stop_process_group, run_edm, wait_until
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    import os
+
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
+    environment.update(
+        EDM_DATA_DIR=str(tmp_path / "data"),
+        EDM_DATABASE_URL=database_url,
+        EDM_SECRET_KEY="test-secret",
+    )
+    return environment
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campaigns", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/login", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(answers, timeout_s=30), (tmp_path / "serve.log").read_text()
+        yield url
+    finally:
+        _stop_process_group(process)
+        log.close()
+
+
+def test_a_user_is_created_from_standard_input_and_gets_api_tokens(
+    env: dict[str, str], served: str
+) -> None:
+    created = run_edm(
+        ["users", "create", "--email", "Ops@Example.com", "--password-stdin"],
+        env,
+        stdin="a long enough password\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "user ops@example.com created" in created.stdout
+    token = run_edm(["users", "token", "--email", "ops@example.com"], env)
+    assert token.returncode == 0, token.stderr
+    bearer = token.stdout.strip()
+    assert bearer.startswith("edm_")
+
+    request = urllib.request.Request(
+        f"{served}/api/me", headers={"Authorization": f"Bearer {bearer}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert json.load(answer)["email"] == "ops@example.com"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{served}/api/me", timeout=5)
+    refused.value.close()
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as forged:
+        urllib.request.urlopen(f"{served}/o/forged.gif", timeout=5)
+    forged.value.close()
+    assert forged.value.code == 404  # the tracking routes are served too, without signing in
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (
+            ["users", "create", "--email", "a@example.com", "--password-stdin"],
+            "short\n",
+            "at least",
+        ),
+        (["users", "create", "--email", "not-an-address", "--password-stdin"], "x" * 12, "not-an"),
+        (["users", "create", "--email", "a@example.com"], None, "use --password-stdin"),
+        (["users", "token", "--email", "nobody@example.com"], None, "user nobody@example.com"),
+        (["serve", "--port", "70000"], None, "--port: 70000 is not a TCP port"),
+    ],
+)
+def test_user_and_serve_commands_fail_in_one_line(
+    env: dict[str, str], args: list[str], stdin: str | None, message: str
+) -> None:
+    result = run_edm(args, env, stdin=stdin if stdin is not None else "")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_account_with_the_same_address_is_refused(env: dict[str, str]) -> None:
+    args = ["users", "create", "--email", "a@example.com", "--password-stdin"]
+    assert run_edm(args, env, stdin="long enough password\n").returncode == 0
+    again = run_edm(args, env, stdin="long enough password\n")
+    assert again.returncode == 1
+    assert "a user a@example.com already exists" in again.stderr
+    changed = run_edm(
+        ["users", "password", "--email", "a@example.com", "--password-stdin"],
+        env,
+        stdin="another long password\n",
+    )
+    assert changed.returncode == 0, changed.stderr
+
+
+def test_the_demo_can_leave_the_dashboard_running(tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
+    port = _free_port()
+    output = tmp_path / "demo.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "campaigns", "demo", "--serve", "--port", str(port)],
+            cwd=tmp_path,
+            env={**environment, "COLUMNS": "200"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        password = re.compile(r"with password (\S+)")
+        assert wait_until(lambda: password.search(output.read_text()), timeout_s=240), (
+            output.read_text()
+        )
+        secret = password.search(output.read_text()).group(1)
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/login", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        assert wait_until(answers, timeout_s=30)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(f"{url}/login", timeout=5) as form:
+            token = form.read().decode().split('name="csrf_token" value="', 1)[1].split('"')[0]
+        body = urllib.parse.urlencode(
+            {"email": "demo@example.com", "password": secret, "csrf_token": token}
+        ).encode()
+        with opener.open(f"{url}/login", data=body, timeout=10) as signed_in:
+            assert signed_in.url.endswith("/campaigns")
+        with opener.open(f"{url}/api/campaigns", timeout=5) as campaigns:
+            assert [c["state"] for c in json.load(campaigns)] == ["completed"]
+
+        # The worker is still running, seen by the dashboard.
+        def worker_online() -> bool:
+            with opener.open(f"{url}/api/workers", timeout=5) as workers:
+                return json.load(workers)["online"] == 1
+
+        assert wait_until(worker_online, timeout_s=60)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _stop_process_group(process)
+    assert "captured" in output.read_text()

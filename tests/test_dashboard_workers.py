@@ -1,0 +1,142 @@
+"""The worker monitor against real ``edm worker`` processes, a real Redis and a real SMTP server:
+workers seen online from their heartbeats and gone once stopped, queue depth, send rate,
+the stuck alarm, ``/api/workers`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campaigns.campaign_service import create_campaign, schedule_campaign
+from campaigns.config import Settings
+from campaigns.importer import import_recipients
+from campaigns.models import utc_now
+from campaigns.storage import Database, open_database
+from dashboard.worker_monitor import WorkerMonitor
+from tests.conftest import _stop_process_group, wait_until
+from tests.dashboard_helpers import dashboard_settings, running_dashboard
+from tests.smtp_server import RecordingSmtpServer
+
+
+@pytest.fixture
+def settings(edm_env: dict[str, str]) -> Settings:
+    return Settings.from_env(edm_env)
+
+
+@pytest.fixture
+def edm_database(edm_env: dict[str, str]) -> Iterator[Database]:
+    database = open_database(edm_env["EDM_DATABASE_URL"])
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def monitor(settings: Settings, edm_database: Database) -> Iterator[WorkerMonitor]:
+    watching = WorkerMonitor(settings, edm_database, stuck_after_s=3.0, sample_interval_s=0.3)
+    watching.start()
+    yield watching
+    watching.stop()
+
+
+def _campaign(database: Database, settings: Settings, tmp_path: Path, recipients: int) -> int:
+    csv_path = tmp_path / "list.csv"
+    rows = "".join(f"r{i}@example.com,R{i},City,pro\n" for i in range(recipients))
+    csv_path.write_text("email,first_name,city,plan\n" + rows)
+    import_recipients(database, csv_path, "people")
+    campaign = create_campaign(
+        database,
+        name="Monitored",
+        list_name="people",
+        template="newsletter",
+        from_address="news@example.com",
+        templates_dir=settings.templates_dir,
+    )
+    return campaign.id
+
+
+def test_a_worker_is_seen_online_with_its_details_and_gone_once_stopped(
+    monitor: WorkerMonitor, start_worker, edm_database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    worker = start_worker(concurrency=2)
+
+    def online() -> bool:
+        rows = monitor.snapshot().workers
+        return any(row.pid == worker.pid and row.online and row.concurrency for row in rows)
+
+    assert wait_until(online, timeout_s=60), monitor.snapshot()
+    row = next(row for row in monitor.snapshot().workers if row.pid == worker.pid)
+    assert row.hostname.startswith(f"edm-{worker.pid}@")
+    assert row.concurrency == 2
+    assert row.queues == [settings.queue_name]
+    assert monitor.snapshot().broker_error is None
+
+    campaign_id = _campaign(edm_database, settings, tmp_path, 300)
+    schedule_campaign(edm_database, campaign_id, send_at=utc_now())
+
+    def sent_some() -> bool:
+        snapshot = monitor.snapshot()
+        return bool(snapshot.sent_rate_per_s) and any(r.processed for r in snapshot.workers)
+
+    assert wait_until(sent_some, timeout_s=120), monitor.snapshot()
+    assert monitor.snapshot().stuck is None
+    # The sample the campaign page reads instead of counting a big campaign's jobs itself.
+    counts = monitor.campaign_counts(campaign_id)
+    assert counts is not None and sum(counts.values()) == 300
+
+    _stop_process_group(worker)
+
+    def gone() -> bool:
+        rows = [row for row in monitor.snapshot().workers if row.pid == worker.pid]
+        return bool(rows) and not rows[0].online
+
+    assert wait_until(gone, timeout_s=30), monitor.snapshot()
+
+
+def test_work_waiting_with_no_worker_raises_the_stuck_alarm(
+    monitor: WorkerMonitor, edm_database: Database, settings: Settings, tmp_path: Path
+) -> None:
+    campaign_id = _campaign(edm_database, settings, tmp_path, 5)
+    schedule_campaign(edm_database, campaign_id, send_at=utc_now())
+    # No dispatcher either: the campaign is started by hand, as the dispatcher would.
+    from campaigns.dispatch import Dispatcher, DispatchLimits
+
+    Dispatcher(
+        edm_database, publish=lambda _ids: None, queue_depth=lambda: 0, limits=DispatchLimits()
+    ).run_once()
+    assert wait_until(lambda: monitor.snapshot().stuck is not None, timeout_s=30)
+    snapshot = monitor.snapshot()
+    assert snapshot.due_jobs == 5
+    assert "no worker is online" in (snapshot.stuck or "")
+
+
+def test_the_workers_api_and_metrics_read_the_monitor(
+    database: Database, tmp_path: Path, redis_url: str, smtp_server: RecordingSmtpServer
+) -> None:
+    settings = dashboard_settings(tmp_path, redis_url=redis_url, smtp_url=smtp_server.url)
+    monitor = WorkerMonitor(settings, database, sample_interval_s=0.2)
+    with running_dashboard(database, settings, monitor=monitor) as dashboard:
+        assert wait_until(
+            lambda: dashboard.get("/api/workers").json()["sampled_at"] is not None, timeout_s=20
+        )
+        workers = dashboard.get("/api/workers").json()
+        assert workers["queued_batches"] == 0
+        assert workers["relays"][0]["url"].startswith("smtp://127.0.0.1:")
+        assert workers["stuck"] is None
+
+        metrics = dashboard.get("/metrics")
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        text = metrics.text
+        assert 'edm_jobs{state="sent"} 0.0' in text
+        assert "edm_queue_batches 0.0" in text
+        assert "edm_workers_online" in text
+        assert dashboard.client.get("/metrics").status_code == 401
+
+
+def test_without_a_monitor_the_workers_api_says_so(database: Database, tmp_path: Path) -> None:
+    with running_dashboard(database, dashboard_settings(tmp_path)) as dashboard:
+        answer = dashboard.get("/api/workers")
+        assert answer.status_code == 503
+        assert "worker monitor is not running" in answer.json()["detail"]
