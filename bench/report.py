@@ -70,6 +70,7 @@ def print_report(results: dict[str, Any]) -> None:
 
     if projects and (naive or ceiling):
         print()
+        _warn_about_neighbours(projects, naive)
         ratio_rows = []
         for project in projects:
             rate = project["messages_per_s"]
@@ -85,6 +86,10 @@ def print_report(results: dict[str, Any]) -> None:
                 f"goal    project >= {GOAL_VS_NAIVE:g}x naive:      {ratio:.2f}x  "
                 f"{_verdict(ratio >= GOAL_VS_NAIVE)}"
             )
+        if naive and naive.get("cpu") and all(project.get("cpu") for project in projects):
+            leanest = min(project["cpu"]["measured_ms_per_message"] for project in projects)
+            ratio = naive["cpu"]["measured_ms_per_message"] / leanest
+            print(f"        CPU per message, naive / project: {ratio:.2f}x  (independent of load)")
         if ceiling:
             ratio = best / ceiling["messages_per_s"]
             print(
@@ -145,6 +150,26 @@ def print_report(results: dict[str, Any]) -> None:
             f"goal    import peak RSS < {GOAL_IMPORT_PEAK_RSS_MB} MB:  "
             f"{imported['peak_rss_mb']:,.0f} MB  {_verdict(small)}"
         )
+
+
+NEIGHBOUR_SHARE_WARNING = 0.2
+
+
+def _warn_about_neighbours(projects: list[dict[str, Any]], naive: dict[str, Any] | None) -> None:
+    """Say so when other programs took a large share of the machine during a measurement."""
+    measured = [(f"project {project['workers']}", project) for project in projects]
+    if naive:
+        measured.append(("naive", naive))
+    for label, result in measured:
+        cpu = result.get("cpu")
+        if not cpu or not cpu["machine_ms_per_message"]:
+            continue
+        share = cpu["other_processes_ms_per_message"] / cpu["machine_ms_per_message"]
+        if share > NEIGHBOUR_SHARE_WARNING:
+            print(
+                f"warning: other processes used {share:.0%} of the CPU during '{label}': "
+                "its msg/s is lower than on a quiet machine, and ratios with it are skewed"
+            )
 
 
 def _print_cpu(projects: list[dict[str, Any]], naive: dict[str, Any] | None) -> None:

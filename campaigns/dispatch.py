@@ -42,6 +42,8 @@ class DispatchLimits:
     batch_size: int = 500
     max_queued_batches: int = 8
     redispatch_after_s: float = 60.0
+    retry_lost_in_transmission: bool = False
+    """Send again what a dead worker was transmitting (EDM_UNKNOWN_POLICY=retry): may duplicate."""
 
 
 class Dispatcher:
@@ -61,7 +63,9 @@ class Dispatcher:
     def run_once(self, now: datetime | None = None) -> DispatchPass:
         now = now or utc_now()
         started = self._start_due_campaigns(now)
-        released = release_expired_leases(self._database, now)
+        released = release_expired_leases(
+            self._database, now, retry_transmitting=self._limits.retry_lost_in_transmission
+        )
         self._cancel_leftovers()
         published, batches = self._publish_due_jobs(now)
         completed = self._complete_finished_campaigns(now)

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
+    IN_FLIGHT_JOB_STATES,
     Campaign,
     CampaignState,
     Job,
@@ -211,6 +212,25 @@ def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) 
     return released
 
 
+def mark_transmitting(database: Database, job_ids: Sequence[int], *, worker_id: str) -> set[int]:
+    """Record that these jobs' data is about to go to the relay; returns the ids still ours.
+
+    Committed before the data is sent: a worker that dies after this point leaves jobs the
+    relay may have accepted, and those must never be handed to another worker to send again.
+    """
+    marked: set[int] = set()
+    with database.session() as session:
+        for ids in chunked(list(job_ids)):
+            result = session.execute(
+                update(Job)
+                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
+                .values(state=JobState.TRANSMITTING)
+                .returning(Job.id)
+            )
+            marked.update(result.scalars())
+    return marked
+
+
 def renew_leases(
     database: Database, job_ids: Sequence[int], *, worker_id: str, lease_s: float
 ) -> None:
@@ -219,20 +239,51 @@ def renew_leases(
         for ids in chunked(list(job_ids)):
             session.execute(
                 update(Job)
-                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
+                .where(
+                    Job.id.in_(ids),
+                    Job.state.in_(IN_FLIGHT_JOB_STATES),
+                    Job.claimed_by == worker_id,
+                )
                 .values(lease_until=lease_until)
             )
 
 
-def release_expired_leases(database: Database, now: datetime) -> int:
-    """Jobs of a worker that died mid-batch go back to the queue once their lease runs out."""
+LOST_IN_TRANSMISSION = (
+    "the worker stopped while sending the message: the relay may have accepted it "
+    "(`edm campaigns retry --include-unknown` sends it again)"
+)
+
+
+def release_expired_leases(
+    database: Database, now: datetime, *, retry_transmitting: bool = False
+) -> int:
+    """Jobs of a worker that died mid-batch come back once their lease runs out.
+
+    Jobs it had not begun go back to the queue. Jobs whose data it was sending end ``unknown``
+    (the relay may have them), unless ``retry_transmitting`` accepts the risk of a duplicate.
+    """
+    expired = Job.lease_until < now
     with database.session() as session:
-        result = session.execute(
+        released = session.execute(
             update(Job)
-            .where(and_(Job.state == JobState.SENDING, Job.lease_until < now))
+            .where(Job.state == JobState.SENDING, expired)
             .values(state=JobState.QUEUED, claimed_by=None, lease_until=None, dispatched_at=None)
-        )
-        return result.rowcount
+        ).rowcount
+        transmitting = session.execute(
+            update(Job)
+            .where(Job.state == JobState.TRANSMITTING, expired)
+            .values(
+                state=JobState.QUEUED if retry_transmitting else JobState.UNKNOWN,
+                claimed_by=None,
+                lease_until=None,
+                dispatched_at=None,
+                last_code=None,
+                last_status=None,
+                last_reply=LOST_IN_TRANSMISSION,
+                updated_at=now,
+            )
+        ).rowcount
+        return released + transmitting
 
 
 def campaign_states(database: Database, campaign_ids: Iterable[int]) -> dict[int, str]:

@@ -75,6 +75,8 @@ class CampaignState(enum.StrEnum):
 class JobState(enum.StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
+    TRANSMITTING = "transmitting"
+    """The message's data is going to the relay: if its worker dies now, the relay may have it."""
     SENT = "sent"
     DEFERRED = "deferred"
     BOUNCED = "bounced"
@@ -87,7 +89,8 @@ class JobState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-PENDING_JOB_STATES = (JobState.QUEUED, JobState.SENDING, JobState.DEFERRED)
+IN_FLIGHT_JOB_STATES = (JobState.SENDING, JobState.TRANSMITTING)
+PENDING_JOB_STATES = (JobState.QUEUED, *IN_FLIGHT_JOB_STATES, JobState.DEFERRED)
 CLAIMABLE_JOB_STATES = (JobState.QUEUED, JobState.DEFERRED)
 
 

@@ -22,11 +22,11 @@ from sqlalchemy import select, update
 from campaigns.events import record_event
 from campaigns.machine_opens import MachineOpen, image_proxy, machine_open_reason
 from campaigns.models import (
+    IN_FLIGHT_JOB_STATES,
     Campaign,
     CampaignLink,
     EventKind,
     Job,
-    JobState,
     Recipient,
     utc_now,
 )
@@ -64,7 +64,7 @@ def record_open(
             return None
         # Still "sending": the relay took the message moments ago and its outcome is not written
         # yet, so the open came as soon after delivery as an open can.
-        sent_at = opened_at if job.state == JobState.SENDING else job.sent_at
+        sent_at = opened_at if job.state in IN_FLIGHT_JOB_STATES else job.sent_at
         machine = machine_open_reason(user_agent, opened_at=opened_at, sent_at=sent_at)
         first = record_event(
             session,

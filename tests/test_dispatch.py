@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.jobs import JobOutcome, claim_jobs, record_outcomes, release_jobs
+from campaigns.jobs import (
+    JobOutcome,
+    claim_jobs,
+    mark_transmitting,
+    record_outcomes,
+    release_jobs,
+)
 from campaigns.models import (
     Campaign,
     CampaignState,
@@ -168,3 +174,25 @@ def test_jobs_left_in_a_cancelled_campaign_end_cancelled(database: Database, lef
         session.get_one(Job, job_ids[0]).state = leftover
     _Broker().dispatcher(database).run_once()
     assert _job_states(database, job_ids) == [JobState.CANCELLED]
+
+
+def test_a_dead_workers_transmitting_jobs_end_unknown_never_sent_again(database: Database) -> None:
+    _, job_ids = campaign_with_jobs(database, 3)
+    claim_jobs(database, job_ids, worker_id="dead", lease_s=5)
+    assert mark_transmitting(database, job_ids[:1], worker_id="someone-else") == set()
+    assert mark_transmitting(database, job_ids[:2], worker_id="dead") == set(job_ids[:2])
+    broker = _Broker()
+    result = broker.dispatcher(database).run_once(now=utc_now() + timedelta(seconds=6))
+    assert result.released_leases == 3
+    assert broker.batches == [job_ids[2:]]
+    assert _job_states(database, job_ids) == [JobState.UNKNOWN, JobState.UNKNOWN, JobState.QUEUED]
+
+
+def test_retry_policy_for_lost_transmissions_sends_them_again(database: Database) -> None:
+    _, job_ids = campaign_with_jobs(database, 1)
+    claim_jobs(database, job_ids, worker_id="dead", lease_s=5)
+    mark_transmitting(database, job_ids, worker_id="dead")
+    broker = _Broker()
+    dispatcher = broker.dispatcher(database, retry_lost_in_transmission=True)
+    dispatcher.run_once(now=utc_now() + timedelta(seconds=6))
+    assert broker.batches == [job_ids]

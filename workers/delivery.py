@@ -43,7 +43,8 @@ from campaigns.templating import CompiledTemplate
 from campaigns.tracking_links import LinkTracker
 from workers.outcome_recorder import OutcomeRecorder
 from workers.relays import RelaySet
-from workers.smtp_pool import SendOutcome, SmtpPool
+from workers.smtp_pool import BeforePayload, SendOutcome, SmtpPool
+from workers.transmit_marker import TransmitMarker, TransmitNotRecorded
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     )
     if not claimed:
         return BatchSummary(0, {}, 0, time.monotonic() - started)
+    marker = TransmitMarker(context.database, context.worker_id)
     waiting: deque[ClaimedJob] = deque(claimed)
     unfinished = {job.job_id for job in claimed}
     stopped_campaigns: set[int] = set()
@@ -157,7 +159,10 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
                 continue
             try:
                 outcome = await _deliver_one(
-                    context, job, should_stop=functools.partial(should_stop, job.campaign_id)
+                    context,
+                    job,
+                    should_stop=functools.partial(should_stop, job.campaign_id),
+                    before_payload=functools.partial(marker.mark, job.job_id),
                 )
             except Exception as error:
                 # Start nothing more, but let the other connections finish what they began:
@@ -223,9 +228,14 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
 
 
 async def _deliver_one(
-    context: DeliveryContext, job: ClaimedJob, *, should_stop: Callable[[], bool]
+    context: DeliveryContext,
+    job: ClaimedJob,
+    *,
+    should_stop: Callable[[], bool],
+    before_payload: BeforePayload,
 ) -> JobOutcome | None:
-    """The job's outcome, or None when it stopped waiting for a permit unsent (hand it back)."""
+    """The job's outcome, or None when nothing was sent and the job goes back (a pause while
+    waiting for a permit, or the transmit mark could not be written)."""
     attempted_at = utc_now()
     first_attempt_at = job.first_attempt_at or attempted_at
     attempts = job.attempts + 1
@@ -259,19 +269,26 @@ async def _deliver_one(
             first_attempt_at=first_attempt_at,
         )
     sender = return_path_for(context.settings.secret, job.job_id, campaign.bounce_domain)
-    if context.relays is None:
-        result = await context.pool.send(sender=sender, recipient=job.email, message=message)
-    else:
-        sent = await context.relays.send(
-            campaign_id=job.campaign_id,
-            sender=sender,
-            recipient=job.email,
-            message=message,
-            should_stop=should_stop,
-        )
-        if sent is None:
-            return None
-        result = sent
+    try:
+        if context.relays is None:
+            result = await context.pool.send(
+                sender=sender, recipient=job.email, message=message, before_payload=before_payload
+            )
+        else:
+            sent = await context.relays.send(
+                campaign_id=job.campaign_id,
+                sender=sender,
+                recipient=job.email,
+                message=message,
+                should_stop=should_stop,
+                before_payload=before_payload,
+            )
+            if sent is None:
+                return None
+            result = sent
+    except TransmitNotRecorded as error:
+        log.warning("job %d not sent: %s", job.job_id, error)
+        return None
     return _outcome(context, job, result, attempts=attempts, first_attempt_at=first_attempt_at)
 
 

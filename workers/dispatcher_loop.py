@@ -46,6 +46,7 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
             batch_size=settings.batch_size,
             max_queued_batches=settings.max_queued_batches,
             redispatch_after_s=settings.redispatch_after_s,
+            retry_lost_in_transmission=settings.unknown_policy == "retry",
         ),
     )
     holding = False

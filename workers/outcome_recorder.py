@@ -1,7 +1,7 @@
 """Writes delivery outcomes as they happen, grouping those that arrive during a write.
 
-An outcome is written moments after the relay's reply: the window in which a crash could
-forget an accepted message (and so send it again) is one database write, not one batch.
+An outcome is written moments after the relay's reply. A crash before the write leaves the job
+``transmitting`` (workers/transmit_marker.py), which ends ``unknown``, never sent again.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class OutcomeRecorder:
             await self._write(outcomes)
 
     async def _write(self, outcomes: list[JobOutcome]) -> None:
-        # Losing a "sent" record means sending again after the lease: keep trying for a while.
+        # A lost "sent" record would leave the job unknown though it arrived: keep trying.
         for delay_s in (*WRITE_RETRY_DELAYS_S, None):
             try:
                 await asyncio.to_thread(record_outcomes, self._database, outcomes)

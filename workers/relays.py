@@ -33,7 +33,7 @@ from workers.rate_limits import (
     default_burst,
 )
 from workers.relay_config import RelayConfig, RelaySetConfig
-from workers.smtp_pool import SendOutcome, SmtpPool
+from workers.smtp_pool import BeforePayload, SendOutcome, SmtpPool
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class RelaySet:
         recipient: str,
         message: bytes,
         should_stop: Callable[[], bool],
+        before_payload: BeforePayload | None = None,
     ) -> SendOutcome | None:
         """Send through one of the campaign's relays once every limit allows.
 
@@ -160,7 +161,10 @@ class RelaySet:
                     if should_stop():
                         return None
                     outcome = await self.pools[relay.name].send(
-                        sender=sender, recipient=recipient, message=message
+                        sender=sender,
+                        recipient=recipient,
+                        message=message,
+                        before_payload=before_payload,
                     )
             except PermitRefused as refused:
                 if should_stop():

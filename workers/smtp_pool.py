@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from workers.smtp_replies import enhanced_status, one_line
 from workers.smtp_url import SmtpRelay
 
 OutcomeKind = Literal["accepted", "deferred", "rejected", "unknown"]
+BeforePayload = Callable[[], Awaitable[None]]
 
 _LINE_ENDING = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -159,11 +161,20 @@ class SmtpPool:
         for _ in range(size):
             self._slots.put_nowait(_Slot(self._closing))
 
-    async def send(self, *, sender: str, recipient: str, message: bytes) -> SendOutcome:
+    async def send(
+        self,
+        *,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        before_payload: BeforePayload | None = None,
+    ) -> SendOutcome:
         """Send ``message`` (the exact bytes, headers included) from ``sender`` to ``recipient``.
 
         Never raises for SMTP or network trouble: that is in the outcome. Cancelling a send
         while the message is in flight leaves its fate unknown and closes its connection.
+        ``before_payload`` is awaited once the relay is ready for the data and before any of it
+        is written; if it raises, nothing is sent and the exception propagates.
         """
         if self._closed:
             raise RuntimeError("SmtpPool is closed")
@@ -171,7 +182,7 @@ class SmtpPool:
         try:
             if self._closed:
                 raise RuntimeError("SmtpPool is closed")
-            return await self._send_on(slot, sender, recipient, message)
+            return await self._send_on(slot, sender, recipient, message, before_payload)
         except BaseException:
             slot.discard()
             raise
@@ -204,7 +215,12 @@ class SmtpPool:
             self._slots.put_nowait(slot)
 
     async def _send_on(
-        self, slot: _Slot, sender: str, recipient: str, message: bytes
+        self,
+        slot: _Slot,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        before_payload: BeforePayload | None,
     ) -> SendOutcome:
         envelope = _EnvelopeOptions.for_addresses(sender, recipient)
         failed = await self._mail_from(slot, sender, envelope, message)
@@ -222,6 +238,8 @@ class SmtpPool:
             return SendOutcome.from_error("deferred", "before the message was sent", error)
         if reply.code != aiosmtplib.SMTPStatus.start_input:
             return await self._refused(slot, reply.code, reply.message)
+        if before_payload is not None:
+            await before_payload()
         return await self._send_data(slot, smtp, message)
 
     async def _mail_from(
