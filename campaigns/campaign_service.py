@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
+from campaigns.batching import chunked
 from campaigns.errors import NotFound, StateError, TemplateError
-from campaigns.jobs import chunked
 from campaigns.message import MessageSkeleton
 from campaigns.models import (
     Campaign,

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import exists, or_, select, update
 
-from campaigns.jobs import chunked, release_expired_leases
+from campaigns.batching import chunked
+from campaigns.jobs import release_expired_leases
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
     PENDING_JOB_STATES,

@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from campaigns.batching import chunked
 from campaigns.errors import NotFound, StateError
-from campaigns.jobs import chunked
 from campaigns.models import Campaign, CampaignState, Job, JobState, Recipient, utc_now
 from campaigns.smtp_outcomes import ReplyClass, job_reply_class
 from campaigns.storage import Database

@@ -10,18 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from campaigns.batching import chunked
+from campaigns.bounces.classify import BounceClass
+from campaigns.bounces.policy import BOUNCE_COUNTER
+from campaigns.events import record_event
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
     IN_FLIGHT_JOB_STATES,
     Campaign,
     CampaignState,
+    EventKind,
     Job,
     JobState,
     Recipient,
@@ -29,14 +31,7 @@ from campaigns.models import (
     utc_now,
 )
 from campaigns.storage import Database
-
-# SQLite allows 32766 bound parameters, older builds 999: keep IN-lists well below.
-IN_LIST_SIZE = 500
-
-
-def chunked(items: Sequence[Any], size: int = IN_LIST_SIZE) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+from campaigns.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 
 @dataclass(frozen=True)
@@ -165,31 +160,54 @@ def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
         session.execute(update(Job), rows)
         # Same transaction: a hard bounce is never recorded without its suppression, or the
         # address could be mailed again by a campaign that claims it meanwhile.
-        _suppress(session, [outcome for outcome in outcomes if outcome.suppression_reason])
+        _record_refusals(session, outcomes)
 
 
-def _suppress(session: Session, outcomes: Sequence[JobOutcome]) -> None:
-    if not outcomes:
+def _record_refusals(session: Session, outcomes: Sequence[JobOutcome]) -> None:
+    """Bounces the relay gave while sending: an event and counters on the job, like a bounce
+    that arrives later, and the suppression a hard bounce calls for."""
+    bounced = [outcome for outcome in outcomes if outcome.state == JobState.BOUNCED]
+    suppressing = [outcome for outcome in outcomes if outcome.suppression_reason]
+    if not bounced and not suppressing:
         return
-    by_job = {outcome.job_id: outcome for outcome in outcomes}
-    email_keys = session.execute(
-        select(Job.id, Recipient.email_key)
+    by_job = {outcome.job_id: outcome for outcome in (*bounced, *suppressing)}
+    rows = session.execute(
+        select(Job.id, Job.campaign_id, Recipient.email_key)
         .join(Recipient, Recipient.id == Job.recipient_id)
         .where(Job.id.in_(list(by_job)))
-    )
+    ).all()
     now = utc_now()
-    rows = {
-        row.email_key: {
-            "email_key": row.email_key,
-            "reason": by_job[row.id].suppression_reason,
-            "detail": by_job[row.id].reply[:2000],
-            "created_at": now,
-        }
-        for row in email_keys
-    }
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # An address already suppressed keeps its first reason (an unsubscribe stays an unsubscribe).
-    session.execute(insert(Suppression).on_conflict_do_nothing(), list(rows.values()))
+    for row in rows:
+        outcome = by_job[row.id]
+        if outcome.state != JobState.BOUNCED:
+            continue
+        bounce_class = BounceClass.HARD if outcome.suppression_reason else BounceClass.SOFT
+        detail = {"source": "smtp", "class": str(bounce_class), "diagnostic": outcome.reply[:1000]}
+        if outcome.status:
+            detail["status"] = outcome.status
+        record_event(
+            session,
+            job_id=row.id,
+            campaign_id=row.campaign_id,
+            kind=EventKind.BOUNCED,
+            detail=detail,
+            occurred_at=now,
+            extra_counters=(BOUNCE_COUNTER[bounce_class],),
+        )
+    # Same transaction as the outcome: a hard bounce is never recorded without its suppression.
+    insert_new_suppressions(
+        session,
+        [
+            suppression_row(
+                row.email_key,
+                SuppressionReason(by_job[row.id].suppression_reason),
+                by_job[row.id].reply,
+                now,
+            )
+            for row in rows
+            if by_job[row.id].suppression_reason
+        ],
+    )
 
 
 def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) -> int:

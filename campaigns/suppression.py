@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from campaigns.batching import chunked
 from campaigns.errors import InputError, NotFound
 from campaigns.fields import email_key, normalise_email
-from campaigns.jobs import chunked
 from campaigns.models import Suppression, utc_now
 from campaigns.storage import Database
 
