@@ -3,9 +3,12 @@ real SMTP servers, and real ``edm worker`` processes."""
 
 from __future__ import annotations
 
+import imaplib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +19,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from campaigns.storage import Database, open_database
+from tests.dovecot_server import DOVECOT, DovecotServer
+from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
+from tests.dovecot_server import USER as MAILBOX_USER
 from tests.smtp_server import RecordingSmtpServer
 from workers.embedded_redis import EmbeddedRedis
 
@@ -158,3 +164,29 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, interval_s: f
             return True
         time.sleep(interval_s)
     return condition()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    if DOVECOT is None:
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)")
+    # Not pytest's tmp_path: its parent is private to this user, and Dovecot's own
+    # unprivileged user must reach the mail folder.
+    root = Path(tempfile.mkdtemp(prefix="edm-dovecot-"))
+    root.chmod(0o755)
+    try:
+        with DovecotServer(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def deliver_to_mailbox(server: DovecotServer, *messages: bytes) -> None:
+    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    try:
+        client.login(MAILBOX_USER, MAILBOX_PASSWORD)
+        for raw in messages:
+            status, _ = client.append("INBOX", None, None, raw)
+            assert status == "OK"
+    finally:
+        client.logout()

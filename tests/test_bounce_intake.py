@@ -7,16 +7,13 @@ smtplib), and through ``edm bounces poll`` against a real Dovecot over IMAP and 
 
 from __future__ import annotations
 
-import imaplib
 import os
 import poplib
 import re
-import shutil
 import smtplib
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +29,10 @@ from campaigns.models import Job, JobState, Suppression
 from campaigns.storage import Database
 from campaigns.tokens import sign_job_token
 from tests.bounce_mail import BOUNCE_DOMAIN, SentJob, message_for, sent_jobs
-from tests.conftest import wait_until
-from tests.dovecot_server import DOVECOT, DovecotServer
+from tests.conftest import deliver_to_mailbox, wait_until
 from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
 from tests.dovecot_server import USER as MAILBOX_USER
+from tests.dovecot_server import DovecotServer
 from workers.bounce_mailbox import parse_mailbox_url, poll_mailbox
 from workers.bounce_server import BounceHandler
 
@@ -336,32 +333,6 @@ def _return_path(job_id: int) -> str:
 
 
 # --- through `edm bounces poll` against Dovecot -----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotServer]:
-    if DOVECOT is None:
-        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)")
-    # Not pytest's tmp_path: its parent is private to this user, and Dovecot's own
-    # unprivileged user must reach the mail folder.
-    root = Path(tempfile.mkdtemp(prefix="edm-dovecot-"))
-    root.chmod(0o755)
-    try:
-        with DovecotServer(root) as server:
-            yield server
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def deliver_to_mailbox(server: DovecotServer, *messages: bytes) -> None:
-    client = imaplib.IMAP4("127.0.0.1", server.imap_port)
-    try:
-        client.login(MAILBOX_USER, MAILBOX_PASSWORD)
-        for raw in messages:
-            status, _ = client.append("INBOX", None, None, raw)
-            assert status == "OK"
-    finally:
-        client.logout()
 
 
 def mailbox_size(server: DovecotServer) -> int:

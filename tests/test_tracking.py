@@ -7,21 +7,13 @@ process), then checks what the database says.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 import os
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from email.message import EmailMessage
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,6 +46,13 @@ from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
+from tests.tracking_helpers import (
+    Delivered,
+    accepts_connections,
+    fetch,
+    free_port,
+    parse_delivered,
+)
 
 BASE_URL = "https://mail.example.test"
 SECRET_KEY = "k"  # the key tests.delivery_helpers signs with
@@ -75,63 +74,6 @@ HTML_TEMPLATE = """<!DOCTYPE html>
 </body>
 </html>
 """
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """One message as it arrived: its HTML links by their text, its pixel, its headers."""
-
-    message: EmailMessage
-    html: str
-    text: str
-    links: dict[str, str]
-    images: list[str]
-
-    @property
-    def pixel(self) -> str:
-        (pixel,) = [src for src in self.images if "/o/" in src]
-        return pixel
-
-    @property
-    def list_unsubscribe(self) -> str:
-        return str(self.message["List-Unsubscribe"]).strip("<>")
-
-
-class _LinkCollector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: dict[str, str] = {}
-        self.images: list[str] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "a":
-            self._href, self._text = values.get("href") or "", []
-        elif tag == "img":
-            self.images.append(values.get("src") or "")
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links["".join(self._text).strip()] = self._href
-            self._href = None
-
-
-def _parse(data: bytes) -> Delivered:
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    html_part = message.get_body(preferencelist=("html",))
-    text_part = message.get_body(preferencelist=("plain",))
-    assert html_part is not None and text_part is not None
-    html = html_part.get_content()
-    collector = _LinkCollector()
-    collector.feed(html)
-    return Delivered(message, html, text_part.get_content(), collector.links, collector.images)
 
 
 def _campaign(
@@ -171,7 +113,8 @@ def _send(database: Database, server: RecordingSmtpServer) -> dict[str, Delivere
     before = len(server.messages)
     deliver(delivery_context(database, server, base_url=BASE_URL), publish_due_jobs(database))
     return {
-        message.rcpt_tos[0].lower(): _parse(message.data) for message in server.messages[before:]
+        message.rcpt_tos[0].lower(): parse_delivered(message.data)
+        for message in server.messages[before:]
     }
 
 
@@ -607,21 +550,15 @@ def test_campaigns_create_no_tracking_makes_an_untracked_campaign(
     assert tracking == [True, False]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_edm_track_serves_the_links_of_a_delivered_message(
     database: Database, database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     campaign_id = _campaign(database, tmp_path, [("a@example.com", "A1")])
     with RecordingSmtpServer() as server:
         deliver(delivery_context(database, server, base_url=base_url), publish_due_jobs(database))
-        message = _parse(server.messages[0].data)
+        message = parse_delivered(server.messages[0].data)
     _sent_long_ago(database)
     env = _edm_env(database_url, tmp_path)
     log_path = tmp_path / "track.log"
@@ -642,11 +579,11 @@ def test_edm_track_serves_the_links_of_a_delivered_message(
             stderr=subprocess.STDOUT,
         )
     try:
-        assert wait_until(lambda: _accepts(port), timeout_s=60), log_path.read_text()
-        pixel = _fetch(message.pixel, headers={"User-Agent": DESKTOP_MAIL})
-        click = _fetch(message.links["Spring sale"])
-        forged = _fetch(base_url + _tampered(message.links["Spring sale"]))
-        unsubscribe = _fetch(
+        assert wait_until(lambda: accepts_connections(port), timeout_s=60), log_path.read_text()
+        pixel = fetch(message.pixel, headers={"User-Agent": DESKTOP_MAIL})
+        click = fetch(message.links["Spring sale"])
+        forged = fetch(base_url + _tampered(message.links["Spring sale"]))
+        unsubscribe = fetch(
             message.list_unsubscribe,
             data=b"List-Unsubscribe=One-Click",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -672,35 +609,6 @@ def test_edm_track_serves_the_links_of_a_delivered_message(
     }
     assert _suppression(database, "a@example.com") is not None
     assert "Traceback" not in log_path.read_text()
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # the redirect itself is what is being tested
-
-
-def _fetch(url: str, *, data: bytes | None = None, headers: Mapping[str, str] = {}) -> _Reply:
-    request = urllib.request.Request(url, data=data, headers=dict(headers))
-    try:
-        with urllib.request.build_opener(_NoRedirects).open(request, timeout=30) as response:
-            return _Reply(response.status, response.headers, response.read())
-    except urllib.error.HTTPError as error:
-        return _Reply(error.code, error.headers, error.read())
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_an_open_while_the_job_is_still_sending_is_machine_made(
