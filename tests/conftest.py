@@ -26,6 +26,24 @@ from tests.smtp_server import RecordingSmtpServer
 from workers.embedded_redis import EmbeddedRedis
 
 POSTGRES_URL = os.environ.get("EDM_TEST_DATABASE_URL", "")
+NO_SKIPS = os.environ.get("EDM_TEST_NO_SKIPS") == "1"
+"""CI sets this: there every service a test needs is installed, so a skip means a test that
+silently stopped running (a missing package, an unset URL) and fails the run instead."""
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if NO_SKIPS and report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped:
+        print(
+            f"\nEDM_TEST_NO_SKIPS=1 but {len(_skipped)} tests were skipped:", *_skipped, sep="\n  "
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _database_kinds() -> list[object]:
