@@ -8,13 +8,17 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.config import Settings
 from campaigns.errors import EdmError, InputError
 from campaigns.models import JobState
 from campaigns.storage import Database, open_database
+
+if TYPE_CHECKING:
+    # Only for annotations: the importer loads pandas, which most commands never need.
+    from campaigns.importer import RejectedRow
 
 EXIT_ERROR = 1
 
@@ -186,11 +190,14 @@ def _lists_import(args: argparse.Namespace, settings: Settings) -> None:
         f"{report.updated} updated, {report.duplicates} duplicates, "
         f"{report.rejected} rejected, {report.suppressed} suppressed"
     )
-    shown = 20
-    for error in report.errors[:shown]:
-        print(f"  {args.path}:{error.line}: {error.reason}")
-    if len(report.errors) > shown:
-        print(f"  ... and {len(report.errors) - shown} more (use --json for all)")
+    _print_rejected_rows(args.path, report.errors)
+
+
+def _print_rejected_rows(path: Path, errors: Sequence[RejectedRow], shown: int = 20) -> None:
+    for error in errors[:shown]:
+        print(f"  {path}:{error.line}: {error.reason}")
+    if len(errors) > shown:
+        print(f"  ... and {len(errors) - shown} more (use --json for all)")
 
 
 def _campaigns_create(args: argparse.Namespace, settings: Settings) -> None:
@@ -387,11 +394,7 @@ def _suppression_import(args: argparse.Namespace, settings: Settings) -> None:
         f"{report.already_suppressed} already suppressed, {report.duplicates} duplicates, "
         f"{report.rejected} rejected"
     )
-    shown = 20
-    for error in report.errors[:shown]:
-        print(f"  {args.path}:{error.line}: {error.reason}")
-    if len(report.errors) > shown:
-        print(f"  ... and {len(report.errors) - shown} more (use --json for all)")
+    _print_rejected_rows(args.path, report.errors)
 
 
 def _suppression_add(args: argparse.Namespace, settings: Settings) -> None:

@@ -11,11 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns.models import CampaignCounter, EventKind, Job, JobEvent, utc_now
-from campaigns.storage import Database
+from campaigns.storage import Database, conflict_insert
 
 # The counter named by each event kind, and the one bumped only on a recipient's first such event.
 COUNTER_OF = {
@@ -61,9 +60,7 @@ def record_event(
         column = FIRST_SEEN_COLUMN[kind]
         # A conditional UPDATE decides "first" atomically, even with two requests at once.
         result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, column.is_(None))
-            .values({column.key: occurred_at})
+            update(Job).where(Job.id == job_id, column.is_(None)).values({column.key: occurred_at})
         )
         first = result.rowcount == 1
     names = [total, *extra_counters]
@@ -75,9 +72,9 @@ def record_event(
 
 
 def bump_counter(session: Session, campaign_id: int, name: str, by: int = 1) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(CampaignCounter).values(campaign_id=campaign_id, name=name, value=by)
+    statement = conflict_insert(session, CampaignCounter).values(
+        campaign_id=campaign_id, name=name, value=by
+    )
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[CampaignCounter.campaign_id, CampaignCounter.name],

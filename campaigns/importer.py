@@ -35,20 +35,29 @@ class RejectedRow:
     reason: str
 
 
-@dataclass
-class ImportReport:
-    list_name: str
+@dataclass(kw_only=True)
+class RowReport:
+    """A CSV read row by row: the rows turned down, each with its line and reason."""
+
     path: str
-    imported: int = 0
-    updated: int = 0
     duplicates: int = 0
     rejected: int = 0
-    suppressed: int = 0
     errors: list[RejectedRow] = field(default_factory=list)
 
     def reject(self, line: int, reason: str) -> None:
         self.rejected += 1
         self.errors.append(RejectedRow(line, reason))
+
+    def errors_as_dicts(self) -> list[dict[str, Any]]:
+        return [{"line": error.line, "reason": error.reason} for error in self.errors]
+
+
+@dataclass(kw_only=True)
+class ImportReport(RowReport):
+    list_name: str
+    imported: int = 0
+    updated: int = 0
+    suppressed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,7 +68,7 @@ class ImportReport:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "suppressed": self.suppressed,
-            "errors": [{"line": error.line, "reason": error.reason} for error in self.errors],
+            "errors": self.errors_as_dicts(),
         }
 
 

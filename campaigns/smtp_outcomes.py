@@ -38,8 +38,6 @@ Kept short on purpose: a wrong hard bounce suppresses a real person's address fo
 SOFT_BOUNCE_STATUSES = frozenset({"5.2.2", "5.3.4"})
 """Mailbox full, message too big: about this message or this moment, not the address."""
 
-SUPPRESSION_REASON_HARD_BOUNCE = "hard_bounce"
-
 
 def classify_rejection(code: int | None, status: str | None) -> ReplyClass:
     """The class of a 5xx refusal (or a local refusal without a code) from its enhanced status."""

@@ -17,15 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from campaigns.batching import chunked
 from campaigns.errors import InputError, NotFound
 from campaigns.fields import email_key, normalise_email
 from campaigns.models import Suppression, utc_now
-from campaigns.storage import Database
+from campaigns.storage import Database, conflict_insert
 
 MAX_DETAIL_CHARS = 2000
 EXPORT_COLUMNS = ("email", "reason", "detail", "created_at")
@@ -130,10 +128,7 @@ def insert_new_suppressions(session: Session, rows: Sequence[dict[str, Any]]) ->
         new_rows = [row for row in batch if row["email_key"] not in existing]
         if not new_rows:
             continue
-        insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
         # Another process may suppress the same address between the lookup and the insert.
-        session.execute(insert(Suppression).on_conflict_do_nothing(), new_rows)
+        session.execute(conflict_insert(session, Suppression).on_conflict_do_nothing(), new_rows)
         added += len(new_rows)
     return added

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ from campaigns.csv_export import original_cell
 from campaigns.csv_source import detect_layout, read_chunks
 from campaigns.errors import CsvImportError, InputError
 from campaigns.fields import email_key, find_email_column, normalise_email
-from campaigns.importer import RejectedRow
+from campaigns.importer import RowReport
 from campaigns.models import utc_now
 from campaigns.storage import Database
 from campaigns.suppression import (
@@ -21,21 +21,13 @@ from campaigns.suppression import (
 )
 
 
-@dataclass
-class SuppressionImportReport:
+@dataclass(kw_only=True)
+class SuppressionImportReport(RowReport):
     """Every data row is in one count: ``added``, ``already_suppressed``, ``duplicates`` (seen
     earlier in the file) or ``rejected`` (with its line and reason in ``errors``)."""
 
-    path: str
     added: int = 0
     already_suppressed: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    errors: list[RejectedRow] = field(default_factory=list)
-
-    def reject(self, line: int, reason: str) -> None:
-        self.rejected += 1
-        self.errors.append(RejectedRow(line, reason))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +36,7 @@ class SuppressionImportReport:
             "already_suppressed": self.already_suppressed,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
-            "errors": [{"line": error.line, "reason": error.reason} for error in self.errors],
+            "errors": self.errors_as_dicts(),
         }
 
 

@@ -22,10 +22,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from sqlalchemy.dialects import postgresql, sqlite
-
 from campaigns.models import CampaignLink, utc_now
-from campaigns.storage import Database
+from campaigns.storage import Database, conflict_insert
 from campaigns.templating import RenderedMessage
 from campaigns.tokens import sign_job_token, sign_link_token
 
@@ -130,14 +128,12 @@ class LinkTracker:
 def register_links(database: Database, campaign_id: int, links: Mapping[int, str]) -> None:
     """Write links that may not be in ``campaign_links`` yet; ones already there are kept."""
     with database.session() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         now = utc_now()
         rows = [
             {"campaign_id": campaign_id, "id": link_id, "url": url, "created_at": now}
             for link_id, url in links.items()
         ]
-        session.execute(insert(CampaignLink).on_conflict_do_nothing(), rows)
+        session.execute(conflict_insert(session, CampaignLink).on_conflict_do_nothing(), rows)
 
 
 def _with_pixel(message_html: str, url: str) -> str:

@@ -33,12 +33,12 @@ from campaigns.message import MessageSkeleton
 from campaigns.models import Campaign, CampaignState, JobState, utc_now
 from campaigns.retry_policy import RetryPolicy
 from campaigns.smtp_outcomes import (
-    SUPPRESSION_REASON_HARD_BOUNCE,
     ReplyClass,
     classify_rejection,
     rejection_state,
 )
 from campaigns.storage import Database
+from campaigns.suppression import SuppressionReason
 from campaigns.templating import CompiledTemplate
 from campaigns.tracking_links import LinkTracker
 from workers.outcome_recorder import OutcomeRecorder
@@ -328,7 +328,7 @@ def _outcome(
 def _rejection(result: SendOutcome, common: dict[str, Any]) -> JobOutcome:
     reply_class = classify_rejection(result.code, result.status)
     suppression_reason = (
-        SUPPRESSION_REASON_HARD_BOUNCE if reply_class == ReplyClass.HARD_BOUNCE else None
+        SuppressionReason.HARD_BOUNCE if reply_class == ReplyClass.HARD_BOUNCE else None
     )
     return JobOutcome(
         state=rejection_state(reply_class), suppression_reason=suppression_reason, **common
