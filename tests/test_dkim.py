@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from campaigns.campaign_service import create_campaign, schedule_campaign
 from campaigns.config import Settings
-from campaigns.dispatch import Dispatcher, DispatchLimits
 from campaigns.dkim import DkimSigner, relaxed_body, relaxed_header
 from campaigns.dkim_keys import generate_private_key, load_private_key, signer_from_settings
 from campaigns.errors import ConfigError
@@ -28,6 +27,7 @@ from campaigns.models import utc_now
 from campaigns.storage import Database
 from campaigns.templating import RenderedMessage
 from tests.conftest import run_edm
+from tests.delivery_helpers import publish_due_jobs
 from tests.smtp_server import RecordingSmtpServer
 from workers import process_state
 from workers.delivery import DeliveryContext, deliver_batch
@@ -370,14 +370,7 @@ def _campaign_job_ids(database: Database, tmp_path: Path) -> list[int]:
         templates_dir=tmp_path,
     )
     schedule_campaign(database, campaign.id, send_at=utc_now())
-    published: list[list[int]] = []
-    Dispatcher(
-        database,
-        publish=lambda ids: published.append(list(ids)),
-        queue_depth=lambda: 0,
-        limits=DispatchLimits(batch_size=10_000),
-    ).run_once()
-    return [job_id for batch in published for job_id in batch]
+    return publish_due_jobs(database)
 
 
 def test_a_delivered_message_arrives_signed_and_verifies(

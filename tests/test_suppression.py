@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from pathlib import Path
@@ -11,16 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
 from campaigns.csv_export import original_cell, safe_cell
-from campaigns.dispatch import Dispatcher, DispatchLimits
 from campaigns.models import Job, JobState, Recipient, Suppression, utc_now
 from campaigns.storage import Database
 from tests.conftest import run_edm
+from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.smtp_server import RecordingSmtpServer
-from workers.delivery import DeliveryContext, deliver_batch
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
 
 
 def _edm(env: dict[str, str], *args: str) -> str:
@@ -183,29 +178,12 @@ def test_an_address_suppressed_after_scheduling_is_not_sent(
         templates_dir=tmp_path,
     )
     schedule_campaign(database, campaign.id, send_at=utc_now())
-    published: list[list[int]] = []
-    Dispatcher(
-        database,
-        publish=lambda ids: published.append(list(ids)),
-        queue_depth=lambda: 0,
-        limits=DispatchLimits(batch_size=100),
-    ).run_once()
+    job_ids = publish_due_jobs(database)
 
     _edm(edm_env, "suppression", "add", "BO@example.com", "--reason", "unsubscribe")
 
     with RecordingSmtpServer() as server:
-        pool = SmtpPool(parse_smtp_url(server.url), size=1, timeout_s=5, data_timeout_s=10)
-        context = DeliveryContext(
-            settings=Settings(secret_key="k"), database=database, pool=pool, worker_id="test"
-        )
-
-        async def deliver() -> None:
-            try:
-                await deliver_batch(context, [job for batch in published for job in batch])
-            finally:
-                await pool.close()
-
-        asyncio.run(deliver())
+        deliver(delivery_context(database, server), job_ids)
         received = [rcpt for message in server.messages for rcpt in message.rcpt_tos]
     assert received == ["ana@example.com"]
     with database.session() as session:
