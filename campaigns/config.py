@@ -7,6 +7,7 @@ uses the same names in lower case without the prefix.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import tomllib
@@ -117,8 +118,9 @@ class Settings:
             return normalise_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'edm.sqlite3').resolve()}"
 
-    @property
+    @functools.cached_property
     def secret(self) -> bytes:
+        # Cached: every message signs tokens with it, and without EDM_SECRET_KEY it is a file.
         if self.secret_key:
             return self.secret_key.encode()
         return _data_dir_secret(self.data_dir)
