@@ -9,9 +9,10 @@ with every relay of the campaign closed the message is deferred, never failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -45,6 +46,12 @@ SWITCH_RELAY_AFTER_S = 1.0
 CONNECTION_SLOT_HOLD_S = 30.0
 LIMITS_RETRY_AFTER_S = 2.0
 """After Redis failed to answer, sends are handed back without asking it again for this long."""
+UNLIMITED_RECHECK_S = 0.5
+"""A permit that found no limit in force for its relay and domain (no rate, quota or connection
+cap configured, relay not closed, domain not slowed down) lets this process's next sends there go
+without asking Redis for this long: there is nothing to count, and a relay closed or a domain
+slowed down by another worker is seen at most this late."""
+_UNLIMITED_CACHE_SIZE = 10_000
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -101,6 +108,7 @@ class RelaySet:
         self._random = random_source or random.Random()
         self._closed_until: dict[str, float] = {}
         self._limits_unreachable_until = 0.0
+        self._unlimited_until: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_settings(cls, config: RelaySetConfig, redis: Redis, settings: Settings) -> RelaySet:
@@ -154,9 +162,8 @@ class RelaySet:
             relay = self._weighted_choice(choices or open_relays)
             can_switch = any(other is not relay for other in choices)
             try:
-                async with self.limiter.acquire(
-                    self.limits_for(relay, domain),
-                    give_up=self._give_up_rule(should_stop, can_switch=can_switch),
+                async with self._permit(
+                    relay, domain, self._give_up_rule(should_stop, can_switch=can_switch)
                 ):
                     if should_stop():
                         return None
@@ -221,6 +228,23 @@ class RelaySet:
             )
         return limits
 
+    @contextlib.asynccontextmanager
+    async def _permit(
+        self, relay: RelayConfig, domain: str, give_up: Callable[[Denial], bool]
+    ) -> AsyncIterator[None]:
+        """Hold the permit of one send, or nothing when no limit is known to be in force."""
+        now = asyncio.get_running_loop().time()
+        unlimited = (relay.name, domain)
+        if self._unlimited_until.get(unlimited, 0.0) > now:
+            yield
+            return
+        async with self.limiter.acquire(self.limits_for(relay, domain), give_up=give_up) as permit:
+            if permit.unconstrained:
+                if len(self._unlimited_until) >= _UNLIMITED_CACHE_SIZE:
+                    self._unlimited_until.clear()
+                self._unlimited_until[unlimited] = now + UNLIMITED_RECHECK_S
+            yield
+
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
 
@@ -269,6 +293,8 @@ class RelaySet:
             log.warning("could not mark relay %s closed in Redis", relay.name, exc_info=True)
 
     async def _slow_down(self, domain: str, outcome: SendOutcome) -> None:
+        for unlimited in [key for key in self._unlimited_until if key[1] == domain]:
+            del self._unlimited_until[unlimited]
         try:
             factor = await self.slowdown.slow_down(self.keys.domain_slowdown(domain))
         except Exception:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import uuid
@@ -29,6 +30,8 @@ class Permit:
     held: tuple[Concurrency, ...] = ()
     granted_at: float | None = None
     """When it was granted, in seconds since the epoch by the limiter's shared clock."""
+    unconstrained: bool = False
+    """No limit applied: none was in force, so none counted this permit."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class RateLimiter(ABC):
             raise ValueError("poll_s and check_s must be positive")
         self.poll_s = poll_s
         self.check_s = check_s
+        # Tokens name connection slots held in Redis, so they must be unique across processes;
+        # a random prefix per limiter and a counter cost less than a uuid4 (a syscall) each.
+        self._token_prefix = f"{uuid.uuid4().hex}-"
+        self._token_numbers = itertools.count()
 
     @contextlib.asynccontextmanager
     async def acquire(
@@ -106,9 +113,9 @@ class RateLimiter(ABC):
 
     async def try_acquire(self, limits: Sequence[Limit]) -> Permit | Denial:
         """One attempt: a permit, or why not and for how long."""
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._token_numbers)}"
         if not limits:
-            return Permit(token)
+            return Permit(token, unconstrained=True)
         return await self._try_acquire(limits, token)
 
     async def release(self, permit: Permit) -> None:

@@ -29,10 +29,15 @@ class RedisRateLimiter(RateLimiter):
         args: list[Any] = [token, len(limits)]
         for limit in limits:
             _encode(limit, keys, args)
-        taken, time_us, index = await self._acquire(keys=keys, args=args)
+        taken, time_us, index, *counted = await self._acquire(keys=keys, args=args)
         if int(taken):
             held = tuple(limit for limit in limits if isinstance(limit, Concurrency))
-            return Permit(token, held, granted_at=int(time_us) / 1_000_000)
+            return Permit(
+                token,
+                held,
+                granted_at=int(time_us) / 1_000_000,
+                unconstrained=int(counted[0]) == 0,
+            )
         wait_us = int(time_us)
         return Denial(limits[int(index) - 1], None if wait_us < 0 else wait_us / 1_000_000)
 

@@ -37,8 +37,9 @@ ACQUIRE = (
 -- limit its kind and fields (see redis_limiter.py). KEYS are consumed in the same order.
 -- Every limit is checked first and nothing is written unless all allow: a permit never spends
 -- a relay's token while the domain says no, nor holds a connection slot while waiting.
--- Returns {1, now_us, 0} when taken, else {0, wait_us, index}: wait_us of the limit that
--- frees last (-1: a connection slot, whose release time nobody knows), index its position.
+-- Returns {1, now_us, 0, taken} when taken (taken: how many limits counted the permit, 0 when
+-- none applied), else {0, wait_us, index}: wait_us of the limit that frees last (-1: a
+-- connection slot, whose release time nobody knows), index its position.
 local now = now_us()
 local token = ARGV[1]
 local count = tonumber(ARGV[2])
@@ -154,7 +155,7 @@ for _, c in ipairs(commits) do
     redis.call('PEXPIRE', c[2], math.ceil(c[4] / 1000) + 1000)
   end
 end
-return {1, whole(now), 0}
+return {1, whole(now), 0, #commits}
 """
 )
 
