@@ -46,7 +46,9 @@ class RecordingSmtpServer:
     ``delay_s`` delays every reply to the final "."; ``idle_timeout_s`` makes the server close
     connections idle that long, as real relays do; ``tls_context`` offers STARTTLS (required
     unless ``tls_required`` is false); with
-    ``credentials`` AUTH is required (aiosmtpd only allows it after STARTTLS).
+    ``credentials`` AUTH is required (aiosmtpd only allows it after STARTTLS). ``pipelining``
+    offers PIPELINING, as production relays do (aiosmtpd reads commands one line at a time, so
+    it answers pipelined commands in order); without it clients send one command at a time.
     """
 
     def __init__(
@@ -59,8 +61,10 @@ class RecordingSmtpServer:
         tls_context: ssl.SSLContext | None = None,
         tls_required: bool = True,
         credentials: tuple[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.host = "127.0.0.1"
+        self.pipelining = pipelining
         self.port = 0
         self.messages: list[ReceivedMessage] = []
         self._behaviour = behaviour
@@ -184,6 +188,20 @@ class RecordingSmtpServer:
 class _Handler:
     def __init__(self, server: RecordingSmtpServer) -> None:
         self._server = server
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self._server.pipelining:
+            return responses
+        # Every line but the last is "250-..."; the new one goes just before it.
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
         self,

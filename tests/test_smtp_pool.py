@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -40,11 +41,13 @@ def pool_for(server: RecordingSmtpServer, **options: Any) -> SmtpPool:
     return SmtpPool(parse_smtp_url(server.url), local_hostname="worker.test", **settings)
 
 
-async def send_each(pool: SmtpPool, *recipients: str) -> list[SendOutcome]:
+async def send_each(
+    pool: SmtpPool, *recipients: str, message: bytes = MESSAGE
+) -> list[SendOutcome]:
     """Send one after another, then close the pool."""
     try:
         return [
-            await pool.send(sender=SENDER, recipient=recipient, message=MESSAGE)
+            await pool.send(sender=SENDER, recipient=recipient, message=message)
             for recipient in recipients
         ]
     finally:
@@ -141,6 +144,12 @@ def test_reply_is_a_code_and_message_with_its_status() -> None:
 # Sending
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    """Whether the relay offers PIPELINING: the pool sends the envelope either way."""
+    return bool(request.param)
+
+
 def test_many_messages_share_at_most_size_connections_and_each_arrives_once() -> None:
     recipients = [f"user{number}@example.org" for number in range(200)]
 
@@ -167,27 +176,43 @@ def test_many_messages_share_at_most_size_connections_and_each_arrives_once() ->
     assert all(message.mail_from == SENDER for message in server.messages)
 
 
-def test_message_bytes_arrive_intact_including_lines_that_start_with_a_dot() -> None:
+def test_message_bytes_arrive_intact_including_lines_that_start_with_a_dot(
+    pipelining: bool,
+) -> None:
     message = b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
-    with RecordingSmtpServer() as server:
-        pool = pool_for(server)
-
-        async def send_one() -> SendOutcome:
-            try:
-                return await pool.send(sender=SENDER, recipient="dots@example.org", message=message)
-            finally:
-                await pool.close()
-
-        outcome = run(send_one())
+    with RecordingSmtpServer(pipelining=pipelining) as server:
+        (outcome,) = run(send_each(pool_for(server), "dots@example.org", message=message))
         assert outcome.kind == "accepted"
         assert server.messages[0].data == message
 
 
-def test_unknown_recipient_is_rejected_with_its_status_and_the_connection_is_reused() -> None:
+def test_bare_line_feeds_and_carriage_returns_go_out_as_crlf_with_dots_doubled() -> None:
+    message = b"Subject: mixed\n\n.first\rsecond\r\n.third\nlast"
+    with RecordingSmtpServer() as server:
+        (outcome,) = run(send_each(pool_for(server), "mixed@example.org", message=message))
+        received = server.messages[0].data
+
+    assert outcome.kind == "accepted"
+    assert received == b"Subject: mixed\r\n\r\n.first\r\nsecond\r\n.third\r\nlast\r\n"
+
+
+def test_an_address_that_would_end_the_command_line_is_rejected_and_nothing_is_sent() -> None:
+    with RecordingSmtpServer() as server:
+        (outcome,) = run(send_each(pool_for(server), "a@example.org\r\nRCPT TO:<b@example.org>"))
+        connections = server.connections
+
+    assert outcome.kind == "rejected"
+    assert outcome.message.startswith("not usable as an SMTP address")
+    assert connections == 0
+
+
+def test_unknown_recipient_is_rejected_with_its_status_and_the_connection_is_reused(
+    pipelining: bool,
+) -> None:
     def behaviour(address: str) -> tuple[int, str] | None:
         return (550, "5.1.1 No such user") if address.startswith("nobody") else None
 
-    with RecordingSmtpServer(behaviour=behaviour) as server:
+    with RecordingSmtpServer(pipelining=pipelining, behaviour=behaviour) as server:
         rejected, accepted = run(
             send_each(pool_for(server, size=1), "nobody@example.org", "someone@example.org")
         )
@@ -199,11 +224,11 @@ def test_unknown_recipient_is_rejected_with_its_status_and_the_connection_is_reu
     assert connections == 1
 
 
-def test_temporary_refusal_is_deferred_and_the_connection_is_reused() -> None:
+def test_temporary_refusal_is_deferred_and_the_connection_is_reused(pipelining: bool) -> None:
     def behaviour(address: str) -> tuple[int, str] | None:
         return (451, "4.7.1 Try later") if address.startswith("greylisted") else None
 
-    with RecordingSmtpServer(behaviour=behaviour) as server:
+    with RecordingSmtpServer(pipelining=pipelining, behaviour=behaviour) as server:
         deferred, accepted = run(
             send_each(pool_for(server, size=1), "greylisted@example.org", "ok@example.org")
         )
@@ -259,8 +284,8 @@ def test_connections_the_relay_closed_while_idle_are_reopened() -> None:
     assert connections == 2
 
 
-def test_a_connection_dropped_unnoticed_is_retried_once_before_mail_from() -> None:
-    with RecordingSmtpServer() as server:
+def test_a_connection_dropped_unnoticed_is_retried_once_before_mail_from(pipelining: bool) -> None:
+    with RecordingSmtpServer(pipelining=pipelining) as server:
 
         async def send_after_drop(pool: SmtpPool) -> list[SendOutcome]:
             try:
@@ -295,8 +320,12 @@ def test_no_reply_to_the_end_of_data_is_unknown_after_the_data_timeout() -> None
     assert 1.0 <= elapsed_s < 10.0
 
 
-def test_connection_lost_at_the_end_of_data_is_unknown_because_the_relay_may_have_it() -> None:
-    with RecordingSmtpServer(data_behaviour=lambda recipients: DataEnd.DROP) as server:
+def test_connection_lost_at_the_end_of_data_is_unknown_because_the_relay_may_have_it(
+    pipelining: bool,
+) -> None:
+    with RecordingSmtpServer(
+        pipelining=pipelining, data_behaviour=lambda recipients: DataEnd.DROP
+    ) as server:
         unknown, after = run(
             send_each(pool_for(server, size=1), "user@example.org", "next@example.org")
         )
@@ -339,6 +368,75 @@ def test_a_closed_pool_refuses_to_send() -> None:
         run(pool.close())
         with pytest.raises(RuntimeError, match="closed"):
             run(pool.send(sender=SENDER, recipient="user@example.org", message=MESSAGE))
+
+
+class _EnvelopeAtOnceServer:
+    """A relay offering PIPELINING that answers MAIL, RCPT and DATA only once all three have
+    arrived: a client waiting for each reply before the next command never gets one."""
+
+    def __init__(
+        self, replies: bytes = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n"
+    ) -> None:
+        self._replies = replies
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.envelopes: list[bytes] = []
+        self.messages: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"220 relay.test ESMTP\r\n")
+            lines.readline()  # EHLO
+            connection.sendall(b"250-relay.test\r\n250 PIPELINING\r\n")
+            while (command := lines.readline()).startswith(b"MAIL"):
+                envelope = command + lines.readline() + lines.readline()
+                self.envelopes.append(envelope)
+                connection.sendall(self._replies)
+                body = b""
+                while (line := lines.readline()) not in (b".\r\n", b""):
+                    body += line
+                if not line:
+                    return  # the client hung up instead of sending a message
+                self.messages.append(body)
+                connection.sendall(b"250 2.0.0 Queued\r\n")
+            connection.sendall(b"221 2.0.0 Bye\r\n")
+
+
+def test_the_envelope_is_pipelined_when_the_relay_offers_it() -> None:
+    server = _EnvelopeAtOnceServer()
+    relay = SmtpRelay("127.0.0.1", server.port, "none", None, None)
+    pool = SmtpPool(relay, size=1, timeout_s=3.0, data_timeout_s=3.0, local_hostname="w.test")
+    try:
+        outcomes = run(send_each(pool, "a@example.org", "b@example.org"))
+    finally:
+        server.close()
+
+    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert server.envelopes == [
+        f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+        for recipient in ("a@example.org", "b@example.org")
+    ]
+    assert server.messages == [MESSAGE, MESSAGE]
+
+
+def test_a_relay_that_refuses_the_recipient_yet_asks_for_data_gets_nothing_more() -> None:
+    server = _EnvelopeAtOnceServer(b"250 Ok\r\n550 5.1.1 No such user\r\n354 Go ahead\r\n")
+    relay = SmtpRelay("127.0.0.1", server.port, "none", None, None)
+    pool = SmtpPool(relay, size=1, timeout_s=3.0, data_timeout_s=3.0, local_hostname="w.test")
+    try:
+        (outcome,) = run(send_each(pool, "nobody@example.org"))
+    finally:
+        server.close()
+
+    assert outcome == SendOutcome("rejected", 550, "550 5.1.1 No such user", "5.1.1")
+    assert server.messages == []
 
 
 # TLS
@@ -447,8 +545,8 @@ def test_plain_relay_does_not_attempt_opportunistic_starttls(
     assert outcome.kind == "accepted"
 
 
-def test_non_ascii_recipient_is_sent_with_smtputf8() -> None:
-    with RecordingSmtpServer() as server:
+def test_non_ascii_recipient_is_sent_with_smtputf8(pipelining: bool) -> None:
+    with RecordingSmtpServer(pipelining=pipelining) as server:
         (outcome,) = run(send_each(pool_for(server), "josé@exämple.org"))
         recipients = [message.rcpt_tos for message in server.messages]
 

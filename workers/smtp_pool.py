@@ -1,9 +1,10 @@
 """A small pool of reused SMTP connections to one relay, and what became of each message sent.
 
-One message, one recipient, one transaction: MAIL, RCPT and DATA run as separate steps so that the
-phase of any failure is known. Until the message body has been written nothing can have been
-delivered, so those failures are safe to retry ("deferred"). Once it has, a lost or late reply to
-the final "." leaves the message's fate "unknown": the relay may have queued it.
+One message, one recipient, one transaction: MAIL, RCPT and DATA go out together when the relay
+offers PIPELINING (see smtp_channel.py), and the body only after DATA's 354. Until the body has
+been written nothing can have been delivered, so those failures are safe to retry ("deferred").
+Once it has, a lost or late reply to the final "." leaves the message's fate "unknown": the relay
+may have queued it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import aiosmtplib
 
 from campaigns.errors import ServiceUnavailable
+from workers.smtp_channel import SmtpChannel
 from workers.smtp_replies import enhanced_status, one_line
 from workers.smtp_url import SmtpRelay
 
@@ -28,8 +30,14 @@ OutcomeKind = Literal["accepted", "deferred", "rejected", "unknown"]
 BeforePayload = Callable[[], Awaitable[None]]
 
 _LINE_ENDING = re.compile(rb"\r\n|\n|\r(?!\n)")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _QUIT_TIMEOUT_S = 5.0
+_ENVELOPE_REPLIES: list[frozenset[int]] = [
+    frozenset({250}),
+    frozenset({250, 251}),
+    frozenset({354}),
+]
+"""What MAIL, RCPT and DATA are answered when all is well (251 is "will forward")."""
+_EXTENSIONS_USED = ("pipelining", "smtputf8", "8bitmime")
 _SERVICE_CLOSING = 421
 
 
@@ -88,18 +96,22 @@ class _ClosingSockets:
 
 
 class _Slot:
-    """One place in the pool: a connection, open or not yet (re)opened."""
+    """One place in the pool: a connection, open or not yet (re)opened.
 
-    __slots__ = ("closing", "smtp", "sock")
+    While it opens, aiosmtplib drives it (``smtp``); once ready, an SmtpChannel (``channel``).
+    """
+
+    __slots__ = ("channel", "closing", "smtp", "sock")
 
     def __init__(self, closing: _ClosingSockets) -> None:
         self.closing = closing
         self.smtp: aiosmtplib.SMTP | None = None
+        self.channel: SmtpChannel | None = None
         self.sock: Any = None
 
     @property
     def is_connected(self) -> bool:
-        return self.smtp is not None and self.smtp.is_connected
+        return self.channel is not None and self.channel.is_connected
 
     def attach(self, smtp: aiosmtplib.SMTP) -> None:
         self.smtp = smtp
@@ -107,8 +119,20 @@ class _Slot:
         # which the transport, and with it the socket, is out of reach.
         self.sock = smtp.transport.get_extra_info("socket") if smtp.transport else None
 
+    def take_over(self) -> SmtpChannel:
+        """Hand the greeted, secured and authenticated connection to an SmtpChannel."""
+        smtp = self.smtp
+        assert smtp is not None and smtp.transport is not None
+        extensions = frozenset(name for name in _EXTENSIONS_USED if smtp.supports_extension(name))
+        self.channel = SmtpChannel(smtp.transport, extensions)
+        self.smtp = None
+        return self.channel
+
     def discard(self) -> None:
         """Drop the connection without QUIT: used when its state is in doubt."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
         if self.smtp is not None:
             self.smtp.close()
             self.smtp = None
@@ -117,9 +141,9 @@ class _Slot:
             self.sock = None
 
     async def quit(self) -> None:
-        if self.smtp is not None and self.smtp.is_connected:
+        if self.channel is not None and self.channel.is_connected:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await self.smtp.quit(timeout=_QUIT_TIMEOUT_S)
+                await self.channel.command(b"QUIT", _QUIT_TIMEOUT_S)
         self.discard()
 
 
@@ -222,30 +246,10 @@ class SmtpPool:
         message: bytes,
         before_payload: BeforePayload | None,
     ) -> SendOutcome:
-        envelope = _EnvelopeOptions.for_addresses(sender, recipient)
-        failed = await self._mail_from(slot, sender, envelope, message)
-        if failed is not None:
-            return failed
-        smtp = slot.smtp
-        assert smtp is not None
         try:
-            await smtp.rcpt(recipient, encoding=envelope.encoding, timeout=self.timeout_s)
-            reply = await smtp.execute_command(b"DATA", timeout=self.timeout_s)
-        except aiosmtplib.SMTPResponseException as refusal:
-            return await self._refused(slot, refusal.code, refusal.message)
-        except (aiosmtplib.SMTPException, OSError) as error:
-            slot.discard()
-            return SendOutcome.from_error("deferred", "before the message was sent", error)
-        if reply.code != aiosmtplib.SMTPStatus.start_input:
-            return await self._refused(slot, reply.code, reply.message)
-        if before_payload is not None:
-            await before_payload()
-        return await self._send_data(slot, smtp, message)
-
-    async def _mail_from(
-        self, slot: _Slot, sender: str, envelope: _EnvelopeOptions, message: bytes
-    ) -> SendOutcome | None:
-        """Open the transaction, on a fresh connection if the reused one turns out dead."""
+            envelope = _Envelope.for_addresses(sender, recipient)
+        except ValueError as error:
+            return SendOutcome("rejected", None, one_line(str(error)), None)
         while True:
             reused = slot.is_connected
             if not reused:
@@ -253,48 +257,56 @@ class SmtpPool:
                     await self._open(slot)
                 except _ConnectFailed as failure:
                     return _connect_outcome(failure)
-            smtp = slot.smtp
-            assert smtp is not None
-            if envelope.needs_smtputf8 and not smtp.supports_extension("smtputf8"):
+            channel = slot.channel
+            assert channel is not None
+            if envelope.needs_smtputf8 and "smtputf8" not in channel.extensions:
                 return SendOutcome(
                     "rejected", None, "non-ASCII address and the relay lacks SMTPUTF8", None
                 )
             try:
-                await smtp.mail(
-                    sender,
-                    options=envelope.mail_options(smtp, message),
-                    encoding=envelope.encoding,
-                    timeout=self.timeout_s,
+                replies = await channel.transaction(
+                    envelope.commands(channel, message),
+                    _ENVELOPE_REPLIES,
+                    self.timeout_s,
                 )
-                return None
-            except aiosmtplib.SMTPResponseException as refusal:
-                # A relay closing a connection it considers idle may say so with a 421 here.
-                if reused and refusal.code == _SERVICE_CLOSING:
-                    slot.discard()
-                    continue
-                return await self._refused(slot, refusal.code, refusal.message)
             except (aiosmtplib.SMTPException, OSError) as error:
                 slot.discard()
                 # Nothing of the message went out, so a dead reused connection is retried once
                 # (the retry runs on a fresh connection, which is never retried).
                 if reused:
                     continue
-                return SendOutcome.from_error("deferred", "MAIL FROM", error)
+                return SendOutcome.from_error("deferred", "before the message was sent", error)
+            # A relay closing a connection it considers idle may say so with a 421 to MAIL.
+            if reused and replies[0].code == _SERVICE_CLOSING:
+                slot.discard()
+                continue
+            break
+        refusal = next(
+            (
+                reply
+                for reply, accepted in zip(replies, _ENVELOPE_REPLIES, strict=False)
+                if reply.code not in accepted
+            ),
+            None,
+        )
+        if refusal is not None:
+            if replies[-1].code == aiosmtplib.SMTPStatus.start_input:
+                # A relay that refused the envelope yet waits for a message: too confused to
+                # reuse, and nothing may be written to it.
+                slot.discard()
+            return await self._refused(slot, refusal.code, refusal.message)
+        if before_payload is not None:
+            await before_payload()
+        return await self._send_data(slot, channel, message)
 
-    async def _send_data(self, slot: _Slot, smtp: aiosmtplib.SMTP, message: bytes) -> SendOutcome:
-        # aiosmtplib's data() sends DATA and the message under one timeout and cannot tell a
-        # failure before the body was written from one after it; this split is why.
-        protocol = smtp.protocol
-        if protocol is None:
-            slot.discard()
-            return SendOutcome("deferred", None, "relay closed the connection after DATA", None)
+    async def _send_data(self, slot: _Slot, channel: SmtpChannel, message: bytes) -> SendOutcome:
         try:
-            protocol.write(_data_payload(message))
+            channel.write(_data_payload(message))
         except (aiosmtplib.SMTPException, OSError) as error:
             slot.discard()
             return SendOutcome.from_error("deferred", "before the message was sent", error)
         try:
-            reply = await protocol.read_response(timeout=self.data_timeout_s)
+            reply = await channel.reply(self.data_timeout_s)
         except (aiosmtplib.SMTPException, OSError) as error:
             slot.discard()
             return SendOutcome.from_error(
@@ -319,9 +331,9 @@ class SmtpPool:
         if not 400 <= code < 600 or code == _SERVICE_CLOSING or not slot.is_connected:
             slot.discard()
             return outcome
-        assert slot.smtp is not None
+        assert slot.channel is not None
         try:
-            reset = await slot.smtp.rset(timeout=self.timeout_s)
+            reset = await slot.channel.command(b"RSET", self.timeout_s)
         except (aiosmtplib.SMTPException, OSError):
             slot.discard()
         else:
@@ -359,6 +371,7 @@ class SmtpPool:
                 await _greet(smtp)
             if relay.username is not None:
                 await smtp.login(relay.username, relay.password or "")
+            slot.take_over()
         except aiosmtplib.SMTPResponseException as refusal:
             slot.discard()
             raise _ConnectFailed(
@@ -385,22 +398,40 @@ class SmtpPool:
 
 
 @dataclass(frozen=True)
-class _EnvelopeOptions:
+class _Envelope:
+    """MAIL FROM and RCPT TO of one message, worded as aiosmtplib would."""
+
     needs_smtputf8: bool
+    mail_from: bytes
+    rcpt_to: bytes
 
     @classmethod
-    def for_addresses(cls, sender: str, recipient: str) -> _EnvelopeOptions:
-        return cls(needs_smtputf8=not (sender.isascii() and recipient.isascii()))
+    def for_addresses(cls, sender: str, recipient: str) -> _Envelope:
+        """ValueError for an address that cannot go on an SMTP command line."""
+        needs_smtputf8 = not (sender.isascii() and recipient.isascii())
+        encoding = "utf-8" if needs_smtputf8 else "ascii"
+        return cls(
+            needs_smtputf8,
+            b"MAIL FROM:" + _path(sender, encoding),
+            b"RCPT TO:" + _path(recipient, encoding),
+        )
 
-    @property
-    def encoding(self) -> str:
-        return "utf-8" if self.needs_smtputf8 else "ascii"
+    def commands(self, channel: SmtpChannel, message: bytes) -> list[bytes]:
+        mail = self.mail_from
+        if self.needs_smtputf8:
+            mail += b" SMTPUTF8"
+        if not message.isascii() and "8bitmime" in channel.extensions:
+            mail += b" BODY=8BITMIME"
+        return [mail, self.rcpt_to, b"DATA"]
 
-    def mail_options(self, smtp: aiosmtplib.SMTP, message: bytes) -> list[str]:
-        options = ["SMTPUTF8"] if self.needs_smtputf8 else []
-        if not message.isascii() and smtp.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")
-        return options
+
+def _path(address: str, encoding: str) -> bytes:
+    """``<address>`` for MAIL FROM or RCPT TO. Addresses here are bare (validated on import,
+    or made by the sender), so no parsing; anything that could end the command line is refused.
+    """
+    if not address.isprintable() or " " in address or "<" in address or ">" in address:
+        raise ValueError(f"not usable as an SMTP address: {address!r}")
+    return f"<{address}>".encode(encoding)
 
 
 async def _greet(smtp: aiosmtplib.SMTP) -> None:
@@ -424,10 +455,16 @@ def _connect_outcome(failure: _ConnectFailed) -> SendOutcome:
 
 def _data_payload(message: bytes) -> bytes:
     """The message as sent after DATA: CRLF line endings, leading dots doubled, final "."."""
-    payload = _LINE_ENDING.sub(b"\r\n", message)
-    if not payload.endswith(b"\r\n"):
-        payload += b"\r\n"
-    return _LEADING_DOT.sub(b"..", payload) + b".\r\n"
+    crlf = message.count(b"\r\n")
+    # Built messages already end their lines in CRLF: counting is cheaper than a regex pass.
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = _LINE_ENDING.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    payload = message.replace(b"\r\n.", b"\r\n..")
+    if payload.startswith(b"."):
+        payload = b"." + payload
+    return payload + b".\r\n"
 
 
 def _describe(error: BaseException) -> str:
