@@ -18,8 +18,10 @@ import hmac
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 _DIGIT_VALUES = {character: value for value, character in enumerate(_ALPHABET)}
+_DIGIT_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
 _MAC_CHARS = 16
 _MAC_BYTES = _MAC_CHARS * 5 // 8
+_MAC_PAIR_SHIFTS = range(_MAC_BYTES * 8 - 10, -1, -10)
 _MAX_JOB_ID = 2**63 - 1
 """Largest id a signed 64-bit database column holds; it takes 13 base-32 digits."""
 _MAX_TOKEN_CHARS = 13 + _MAC_CHARS
@@ -96,16 +98,21 @@ def _link_mac(secret: bytes, job_id: int, link_id: int) -> str:
 
 def _mac_digits(secret: bytes, message: bytes) -> str:
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:_MAC_BYTES]
-    return _encode_number(int.from_bytes(digest, "big")).rjust(_MAC_CHARS, _ALPHABET[0])
+    number = int.from_bytes(digest, "big")
+    return "".join([_DIGIT_PAIRS[(number >> shift) & 1023] for shift in _MAC_PAIR_SHIFTS])
 
 
 def _encode_number(number: int) -> str:
-    digits = []
-    while True:
-        number, remainder = divmod(number, 32)
-        digits.append(_ALPHABET[remainder])
-        if number == 0:
-            return "".join(reversed(digits))
+    # Two digits (10 bits) a step: tracking links encode numbers for every link of every
+    # message, and this takes half the time of one digit a step.
+    if number < 32:
+        return _ALPHABET[number]
+    pairs = []
+    while number:
+        number, remainder = divmod(number, 1024)
+        pairs.append(_DIGIT_PAIRS[remainder])
+    digits = "".join(reversed(pairs))
+    return digits[1:] if digits[0] == _ALPHABET[0] else digits
 
 
 def _decode_number(text: str) -> int | None:
