@@ -12,6 +12,7 @@ HTML, converted once per campaign when the Jinja code allows (see ``html_to_text
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -20,12 +21,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import css_inline
 import html2text
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from campaigns.css_inlining import inline_css, inline_css_template, same_document
 from campaigns.errors import NotFound, TemplateError
+from campaigns.jinja_marks import (
+    MARK,
+    MARK_CLOSE,
+    MARK_OPEN,
+    MarkedTemplate,
+    marker,
+    surviving_marks,
+)
+
+log = logging.getLogger(__name__)
 
 BUILTIN_VARIABLES: frozenset[str] = frozenset({"email", "unsubscribe_url", "campaign_name"})
 """Variables the sender supplies for every recipient, whatever the list holds."""
@@ -109,10 +120,9 @@ _TEXT_ENVIRONMENT = _environment(autoescape=False)
 # line that separates two paragraphs when a block tag ends the first.
 _DERIVED_TEXT_ENVIRONMENT = _environment(autoescape=False, trim_blocks=False)
 
-# Remote stylesheets are never fetched: per recipient it would be slow, and a template must not
-# make the sender issue requests to arbitrary hosts. At-rules (media queries) cannot be inlined,
-# so they stay behind in a <style> block for the clients that honour them.
-_CSS_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+PRE_INLINED_CHECKS = 20
+"""Messages rendered both ways (CSS inlined in the template, and in the message) and compared
+before a campaign relies on the template inlined once; one difference and it never does."""
 
 
 class _Part:
@@ -160,7 +170,8 @@ def _render_failure(error: Exception) -> str:
 class CompiledTemplate:
     """A template compiled once per campaign and rendered once per recipient."""
 
-    def __init__(self, source: TemplateSource) -> None:
+    def __init__(self, source: TemplateSource, *, inline_css_once: bool = True) -> None:
+        """``inline_css_once=False`` inlines CSS into every message, as the reference."""
         self.source = source
         name = source.name
         self._subject = _Part(_TEXT_ENVIRONMENT, source.subject, f"{name}/{SUBJECT_FILE}")
@@ -179,6 +190,16 @@ class CompiledTemplate:
                     )
                 except TemplateError:
                     self._text = None
+        self._pre_inlined: _Part | None = None
+        pre_inlined = inline_css_template(source.html) if inline_css_once else None
+        if pre_inlined is not None:
+            try:
+                self._pre_inlined = _Part(
+                    _HTML_ENVIRONMENT, pre_inlined, f"{name}/{HTML_FILE} with CSS inlined"
+                )
+            except TemplateError:
+                self._pre_inlined = None
+        self._checks_left = PRE_INLINED_CHECKS
         self.text_is_derived = source.text is None
         self.variables: frozenset[str] = (
             self._subject.variables
@@ -188,18 +209,40 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Any]) -> RenderedMessage:
         subject = one_line(self._subject.render(context))
-        html = self._html.render(context)
-        try:
-            inlined_html = _CSS_INLINER.inline(html)
-        except css_inline.InlineError as error:
-            raise TemplateError(f"{self._html.filename}: CSS cannot be inlined: {error}") from None
+        inlined_html = self._inlined_html(context)
         if self._text is None:
-            text = html_to_text(html)
+            text = html_to_text(self._html.render(context))
         elif self.text_is_derived:
             text = _tidy_text(self._text.render(context))
         else:
             text = self._text.render(context)
         return RenderedMessage(subject=subject, html=inlined_html, text=text)
+
+    @property
+    def css_inlined_once(self) -> bool:
+        """Whether messages get the template's CSS inlined once (see css_inlining.py)."""
+        return self._pre_inlined is not None
+
+    def _inlined_html(self, context: Mapping[str, Any]) -> str:
+        if self._pre_inlined is None:
+            return inline_css(self._html.render(context), self._html.filename)
+        try:
+            candidate = self._pre_inlined.render(context)
+        except TemplateError:
+            # Rendered from the source, the error names the line of body.html people can see.
+            return inline_css(self._html.render(context), self._html.filename)
+        if self._checks_left > 0:
+            self._checks_left -= 1
+            expected = inline_css(self._html.render(context), self._html.filename)
+            if not same_document(candidate, expected):
+                log.warning(
+                    "%s: CSS inlined once differs from inlining each message; "
+                    "inlining each message",
+                    self._html.filename,
+                )
+                self._pre_inlined = None
+                return expected
+        return candidate
 
 
 def missing_fields(
@@ -319,14 +362,9 @@ def html_to_text(html: str) -> str:
     return _tidy_text(_PlainTextConverter().handle(html))
 
 
-_JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _WHITESPACE_CONTROL = re.compile(r"^(\{[{%#])[-+]|[-+]([}%#]\})$")
-# Private-use characters: no template has a reason to contain them, and html2text passes them
-# through untouched as parts of a word.
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
-_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
-_MARK_RUN = f"((?:{_MARK_OPEN}\\d+{_MARK_CLOSE}[ \\t]*)+)"
-_STATEMENTS_BEFORE_TEXT = re.compile(f"^[ \\t]*{_MARK_RUN}(?=[^\\s{_MARK_OPEN}])", re.MULTILINE)
+_MARK_RUN = f"((?:{MARK_OPEN}\\d+{MARK_CLOSE}[ \\t]*)+)"
+_STATEMENTS_BEFORE_TEXT = re.compile(f"^[ \\t]*{_MARK_RUN}(?=[^\\s{MARK_OPEN}])", re.MULTILINE)
 _STATEMENTS_ALONE = re.compile(f"^[ \\t]*{_MARK_RUN}\\n", re.MULTILINE)
 _ORDERED_LIST = re.compile(r"<ol\b.*?</ol\s*>", re.IGNORECASE | re.DOTALL)
 
@@ -341,44 +379,37 @@ def html_to_text_template(html_template: str) -> str | None:
     ``<title>``, say) since the text never showed it. Whitespace control (``{%-``) is removed:
     it trims HTML, but in text it would glue paragraphs together.
     """
-    if _MARK_OPEN in html_template or _MARK_CLOSE in html_template:
+    marked_template = MarkedTemplate.of(
+        html_template, lambda construct: _WHITESPACE_CONTROL.sub(r"\1\2", construct)
+    )
+    if marked_template is None:
         return None
-    constructs: list[str] = []
-
-    def mark(match: re.Match[str]) -> str:
-        constructs.append(_WHITESPACE_CONTROL.sub(r"\1\2", match.group()))
-        return f"{_MARK_OPEN}{len(constructs) - 1}{_MARK_CLOSE}"
-
-    marked = _JINJA_CONSTRUCT.sub(mark, html_template)
-    if any(_MARK_OPEN in ordered_list for ordered_list in _ORDERED_LIST.findall(marked)):
+    marked, constructs = marked_template.text, marked_template.constructs
+    if any(MARK_OPEN in ordered_list for ordered_list in _ORDERED_LIST.findall(marked)):
         return None  # item numbers are counted in the conversion, not at rendering
     converted = _PlainTextConverter().handle(marked)
 
     def without_statement_whitespace(match: re.Match[str]) -> str:
         run, line_end = match.group(1), match.group()[match.end(1) - match.start() :]
-        marks = _MARK.findall(run)
+        marks = MARK.findall(run)
         leading = list(
             itertools.takewhile(lambda i: not constructs[int(i)].startswith("{{"), marks)
         )
         if not leading:
             return match.group()
         if len(leading) == len(marks):
-            return "".join(f"{_MARK_OPEN}{index}{_MARK_CLOSE}" for index in marks)
-        first_variable = run.index(f"{_MARK_OPEN}{marks[len(leading)]}{_MARK_CLOSE}")
-        return (
-            "".join(f"{_MARK_OPEN}{index}{_MARK_CLOSE}" for index in leading)
-            + run[first_variable:]
-            + line_end
-        )
+            return "".join(marker(int(index)) for index in marks)
+        first_variable = run.index(marker(int(marks[len(leading)])))
+        return "".join(marker(int(index)) for index in leading) + run[first_variable:] + line_end
 
     # Statements starting a line stand for no text: the spaces after them would indent the line,
     # and when alone on the line its line break would add a line to every loop pass (hand-written
     # text templates get the same from trim_blocks).
     converted = _STATEMENTS_BEFORE_TEXT.sub(without_statement_whitespace, converted)
     converted = _STATEMENTS_ALONE.sub(without_statement_whitespace, converted)
-    survivors = [int(index) for index in _MARK.findall(converted)]
+    survivors = surviving_marks(converted)
     statements = [i for i, construct in enumerate(constructs) if construct.startswith("{%")]
     in_order = all(a < b for a, b in itertools.pairwise(survivors))
     if not in_order or not set(statements) <= set(survivors):
         return None
-    return _MARK.sub(lambda match: constructs[int(match.group(1))], converted)
+    return marked_template.restore(converted)
