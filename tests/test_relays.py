@@ -29,6 +29,7 @@ from tests.conftest import run_edm, wait_until
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
 from workers import delivery
+from workers import relays as relays_module
 from workers.delivery import BatchSummary, DeliveryContext, deliver_batch
 from workers.relay_config import RelayConfig, RelaySetConfig, load_relay_config
 from workers.relay_rates import effective_rates
@@ -338,6 +339,54 @@ def test_a_throttling_reply_slows_that_domain_down_for_every_worker(redis_url: s
         None,
     )
     assert domains["gmail.com"].effective_per_second == 20.0
+
+
+def test_while_no_limit_is_in_force_sends_skip_redis_until_a_throttling_reply(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough that a slow machine cannot turn it into a timing test.
+    monkeypatch.setattr(relays_module, "UNLIMITED_RECHECK_S", 60.0)
+
+    def behaviour(address: str) -> tuple[int, str] | None:
+        return (421, "4.7.0 Try again later") if address.startswith("first@") else None
+
+    with RecordingSmtpServer(behaviour=behaviour) as server:
+        config = _config(_relay("only", server.url))
+
+        async def body(relays: RelaySet) -> tuple[list[str], int, int]:
+            asked: list[int] = []
+            try_acquire = relays.limiter.try_acquire
+
+            async def counted(limits: Any) -> Any:
+                asked.append(len(limits))
+                return await try_acquire(limits)
+
+            relays.limiter.try_acquire = counted  # type: ignore[method-assign]
+            kinds = []
+            for recipient in [f"u{n}@quiet.example" for n in range(20)] + [
+                "first@busy.example",
+                "second@busy.example",
+            ]:
+                outcome = await relays.send(
+                    campaign_id=1,
+                    sender="bounces@example.com",
+                    recipient=recipient,
+                    message=MESSAGE,
+                    should_stop=lambda: False,
+                )
+                assert outcome is not None
+                kinds.append(outcome.kind)
+                if recipient.startswith("u19@"):
+                    asked_for_quiet = len(asked)
+            return kinds, asked_for_quiet, len(asked)
+
+        kinds, asked_for_quiet, asked_in_all = _with_relays(redis_url, config, body)
+
+    assert kinds == ["accepted"] * 20 + ["deferred", "accepted"]
+    # Twenty sends within the recheck time: one question to Redis.
+    assert asked_for_quiet == 1
+    # busy.example: asked for its first send, and again after it throttled.
+    assert asked_in_all == asked_for_quiet + 2
 
 
 def test_max_connections_caps_messages_in_flight_across_worker_processes(redis_url: str) -> None:
