@@ -66,6 +66,8 @@ class PreparedCampaign:
     bounce_domain: str
     tracker: LinkTracker | None = None
     """Adds the open pixel and click redirects; None when the campaign is not tracked."""
+    relay_names: tuple[str, ...] | None = None
+    """The relays the campaign may send through; None means every relay."""
 
     @classmethod
     def load(cls, database: Database, campaign_id: int, settings: Settings) -> PreparedCampaign:
@@ -90,6 +92,7 @@ class PreparedCampaign:
                 )
                 if campaign.tracking
                 else None,
+                relay_names=tuple(campaign.relays) if campaign.relays else None,
             )
 
 
@@ -276,7 +279,7 @@ async def _deliver_one(
             )
         else:
             sent = await context.relays.send(
-                campaign_id=job.campaign_id,
+                relay_names=campaign.relay_names,
                 sender=sender,
                 recipient=job.email,
                 message=message,
