@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -186,7 +186,7 @@ class RelaySet:
                 continue
             if is_throttling(outcome):
                 await self._slow_down(domain, outcome)
-            return outcome
+            return replace(outcome, relay=relay.name)
 
     def limits_for(self, relay: RelayConfig, domain: str) -> list[Limit]:
         """Every limit a message to ``domain`` through ``relay`` waits for."""
