@@ -23,7 +23,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,7 +40,7 @@ from campaigns.models import (
     utc_now,
 )
 from campaigns.storage import Database
-from workers.embedded_redis import URL_FILE_NAME, redacted_url
+from workers.embedded_redis import known_redis_url, redacted_url
 
 log = logging.getLogger("edm.dashboard.workers")
 
@@ -322,12 +321,7 @@ class WorkerMonitor:
 
     def redis_url(self) -> str:
         """The configured Redis, else the embedded one a worker of this installation published."""
-        if self._settings.redis_url:
-            return self._settings.redis_url
-        try:
-            return (Path(self._settings.data_dir) / URL_FILE_NAME).read_text().strip()
-        except OSError:
-            return ""
+        return known_redis_url(self._settings.redis_url, self._settings.data_dir)
 
     def _celery(self, url: str) -> Any:
         from workers.celery_app import make_celery
