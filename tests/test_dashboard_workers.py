@@ -117,9 +117,13 @@ def test_the_workers_api_and_metrics_read_the_monitor(
     settings = dashboard_settings(tmp_path, redis_url=redis_url, smtp_url=smtp_server.url)
     monitor = WorkerMonitor(settings, database, sample_interval_s=0.2)
     with running_dashboard(database, settings, monitor=monitor) as dashboard:
-        assert wait_until(
-            lambda: dashboard.get("/api/workers").json()["sampled_at"] is not None, timeout_s=20
-        )
+
+        def sampled() -> bool:
+            # The rates are read just after the job counts that set sampled_at.
+            workers = dashboard.get("/api/workers").json()
+            return workers["sampled_at"] is not None and bool(workers["relays"])
+
+        assert wait_until(sampled, timeout_s=20)
         workers = dashboard.get("/api/workers").json()
         assert workers["queued_batches"] == 0
         assert workers["relays"][0]["url"].startswith("smtp://127.0.0.1:")
