@@ -7,6 +7,7 @@ so a campaign is never half-scheduled.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select, update
 
 from campaigns.batching import chunked
-from campaigns.errors import NotFound, StateError, TemplateError
+from campaigns.errors import InputError, NotFound, StateError, TemplateError
 from campaigns.message import MessageSkeleton
 from campaigns.models import (
     Campaign,
@@ -87,11 +88,16 @@ def create_campaign(
     templates_dir: Any,
     subject: str | None = None,
     tracking: bool = True,
+    relays: Sequence[str] = (),
+    configured_relays: Collection[str] = (),
 ) -> Campaign:
     """Make a draft campaign; the template is compiled now so a syntax error stops here.
 
     ``tracking`` adds the open pixel and click redirects to the HTML part of each message.
+    ``relays`` are the names, among ``configured_relays``, the campaign may send through; none
+    means every relay, by weight.
     """
+    chosen_relays = _checked_relays(relays, configured_relays)
     source = load_template(template, templates_dir)
     if subject is not None:
         source = TemplateSource(
@@ -111,10 +117,20 @@ def create_campaign(
             html_template=source.html,
             text_template=source.text,
             tracking=tracking,
+            relays=chosen_relays,
         )
         session.add(campaign)
         session.flush()
         return campaign
+
+
+def _checked_relays(names: Sequence[str], configured: Collection[str]) -> list[str] | None:
+    chosen = list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    for name in chosen:
+        if name not in configured:
+            known = ", ".join(sorted(configured)) or "none"
+            raise InputError(f"relay {name!r} is not configured (relays: {known})")
+    return chosen or None
 
 
 @dataclass(frozen=True)

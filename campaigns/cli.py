@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no open pixel and no click redirects (the unsubscribe link stays)",
     )
+    create.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        dest="relays",
+        metavar="NAME",
+        help="send only through this configured relay (repeatable; default: every relay)",
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(handler=_campaigns_create)
 
@@ -202,6 +210,7 @@ def _print_rejected_rows(path: Path, errors: Sequence[RejectedRow], shown: int =
 
 def _campaigns_create(args: argparse.Namespace, settings: Settings) -> None:
     from campaigns.campaign_service import create_campaign
+    from workers.relay_config import relay_names
 
     campaign = create_campaign(
         _database(settings),
@@ -212,6 +221,8 @@ def _campaigns_create(args: argparse.Namespace, settings: Settings) -> None:
         subject=args.subject,
         templates_dir=settings.templates_dir,
         tracking=not args.no_tracking,
+        relays=args.relays,
+        configured_relays=relay_names(settings) if args.relays else (),
     )
     if args.json:
         _print_json({"id": campaign.id, "name": campaign.name, "state": campaign.state})

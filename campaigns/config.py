@@ -84,6 +84,10 @@ class Settings:
     unknown_policy: str = "hold"
     """A message with no reply to its final '.': ``hold`` it as ``unknown`` for a person to
     decide, or ``retry`` it like a 4xx (never lost, but the recipient may get it twice)."""
+    login_failure_limit: int = 10
+    """Failed dashboard sign-ins per account, and per client address, within
+    ``login_failure_window_s``; further attempts are refused until the window ends."""
+    login_failure_window_s: float = 900.0
     queue_name: str = "edm-delivery"
     """Celery queue; also prefixes the dispatcher's lock, so two installations can share a Redis."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -92,6 +96,15 @@ class Settings:
         if self.unknown_policy not in UNKNOWN_POLICIES:
             raise ConfigError(
                 f"EDM_UNKNOWN_POLICY: expected hold or retry, got {self.unknown_policy!r}"
+            )
+        if self.login_failure_limit < 1:
+            raise ConfigError(
+                f"EDM_LOGIN_FAILURE_LIMIT: at least 1, got {self.login_failure_limit!r}"
+            )
+        if self.login_failure_window_s <= 0:
+            raise ConfigError(
+                f"EDM_LOGIN_FAILURE_WINDOW_S: must be greater than 0, got "
+                f"{self.login_failure_window_s!r}"
             )
 
     @classmethod

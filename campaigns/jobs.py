@@ -58,6 +58,10 @@ class JobOutcome:
     sent_at: datetime | None = None
     suppression_reason: str | None = None
     """Set for a hard bounce: the address joins the suppression list with this outcome."""
+    relay: str | None = None
+    """The relay that gave the verdict; None when no relay was reached. Not stored: it feeds
+    the measured send rates (workers/send_rate_counters.py), with ``recipient_domain``."""
+    recipient_domain: str | None = None
 
 
 def claim_jobs(

@@ -142,6 +142,8 @@ class Campaign(Base):
     template_name: Mapped[str] = mapped_column(String(400))
     tracking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     """Open pixel and click redirects in the HTML part; the unsubscribe link is there regardless."""
+    relays: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    """Names of the configured relays the campaign may send through; None means every relay."""
     # The template is copied in: editing the files later never changes a campaign already made.
     subject_template: Mapped[str] = mapped_column(Text)
     html_template: Mapped[str] = mapped_column(Text)

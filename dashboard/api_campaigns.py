@@ -50,10 +50,15 @@ from dashboard.dependencies import (
 from dashboard.scheduling import When, schedule_plan
 from dashboard.template_files import checked_name
 from dashboard.template_preview import campaign_preview
+from workers.relay_config import relay_names
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(signed_in)])
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the recipient's job id")]
 StateFilter = Annotated[JobState | None, Query(description="only recipients in this state")]
+
+
+# Named outside CampaignCreate, whose field "list" hides the built-in there.
+RelayNames = list[Annotated[Text, Field(max_length=200)]]
 
 
 class CampaignCreate(BaseModel):
@@ -63,6 +68,11 @@ class CampaignCreate(BaseModel):
     from_address: Text = Field(min_length=3, max_length=400, examples=["News <news@example.com>"])
     subject: Text | None = Field(None, max_length=2000, description="replaces the template's")
     tracking: bool = True
+    relays: RelayNames = Field(
+        [],
+        max_length=50,
+        description="names of configured relays to send through; empty: every relay, by weight",
+    )
 
 
 class ScheduleRequest(BaseModel):
@@ -150,6 +160,8 @@ def post_campaign(
         templates_dir=settings.templates_dir,
         subject=body.subject or None,
         tracking=body.tracking,
+        relays=body.relays,
+        configured_relays=relay_names(settings) if body.relays else (),
     )
     return detail(database, campaign.id)
 

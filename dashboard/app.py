@@ -31,6 +31,7 @@ from dashboard.auth import CurrentUser, signed_in
 from dashboard.background_imports import BackgroundImports
 from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
+from dashboard.sign_in_limits import SignInLimiter
 from dashboard.tracking import tracking_router
 from dashboard.ttl_cache import TtlCache
 from dashboard.webhooks import webhook_router
@@ -107,6 +108,7 @@ def create_app(
     app.state.imports = imports
     app.state.monitor = monitor
     app.state.chart_cache = TtlCache(ttl_s=CHART_CACHE_S)
+    app.state.sign_in_limiter = SignInLimiter(settings)
     install_error_handlers(app, render_error_page)
 
     # Public: what recipients' mail clients and the email providers reach.

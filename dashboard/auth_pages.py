@@ -1,7 +1,9 @@
 """Signing in and out.
 
 The sign-in form has no session yet to hold a CSRF token, so it uses a double-submit token: a
-random value in a cookie and in the form, which another site can neither read nor set.
+random value in a cookie and in the form, which another site can neither read nor set. Failed
+sign-ins are limited per account and per client address (``dashboard.sign_in_limits``); API
+tokens are random secrets, not passwords, and need no such limit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.accounts import authenticate, end_session, start_session
 from dashboard.auth import SESSION_COOKIE, CurrentUser
-from dashboard.dependencies import DatabaseDep
+from dashboard.dependencies import DatabaseDep, SignInLimiterDep
 from dashboard.page_rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -70,6 +72,7 @@ def login_form(request: Request, next: str = "/") -> Response:
 async def login(
     request: Request,
     database: DatabaseDep,
+    limiter: SignInLimiterDep,
     email: Annotated[str, Form(max_length=320)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
@@ -85,6 +88,14 @@ async def login(
             error="The sign-in form had expired. Please try again.",
             status=400,
         )
+    address = request.client.host if request.client else ""
+    refused = await run_in_threadpool(limiter.attempt, email, address)
+    if refused is not None:
+        response = _login_page(
+            request, next_path=next_path, email=email, error=refused.message, status=429
+        )
+        response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response
     user = await run_in_threadpool(authenticate, database, email, password)
     if user is None:
         return _login_page(
@@ -94,6 +105,7 @@ async def login(
             error="That email and password do not match an account.",
             status=401,
         )
+    await run_in_threadpool(limiter.succeeded, email, address)
     token, _csrf = await run_in_threadpool(start_session, database, user)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(

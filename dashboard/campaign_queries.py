@@ -58,6 +58,8 @@ class CampaignRow:
     template_name: str
     from_address: str
     tracking: bool
+    relays: list[str] | None
+    """The relays it may send through; None means every configured relay, by weight."""
     created_at: datetime
     send_at: datetime | None
     started_at: datetime | None
@@ -360,6 +362,7 @@ def _campaign_row(campaign: Campaign, list_name: str) -> CampaignRow:
         template_name=campaign.template_name,
         from_address=campaign.from_address,
         tracking=campaign.tracking,
+        relays=campaign.relays,
         created_at=campaign.created_at,
         send_at=campaign.send_at,
         started_at=campaign.started_at,

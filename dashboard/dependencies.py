@@ -12,6 +12,7 @@ from campaigns.storage import Database
 from dashboard.auth import app_database
 from dashboard.background_imports import BackgroundImports
 from dashboard.campaign_queries import CountsSource
+from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
 
 MAX_ID = 2**63 - 1
@@ -40,6 +41,10 @@ def app_chart_cache(request: Request) -> TtlCache:
     return request.app.state.chart_cache
 
 
+def app_sign_in_limiter(request: Request) -> SignInLimiter:
+    return request.app.state.sign_in_limiter
+
+
 def storable_text(value: str) -> str:
     """Text a database can store: no NUL character (PostgreSQL refuses it), valid Unicode."""
     if "\x00" in value:
@@ -57,6 +62,7 @@ ImportsDep = Annotated[BackgroundImports, Depends(app_imports)]
 MonitorDep = Annotated[Any, Depends(app_monitor)]
 SampledCountsDep = Annotated[CountsSource | None, Depends(app_sampled_counts)]
 ChartCacheDep = Annotated[TtlCache, Depends(app_chart_cache)]
+SignInLimiterDep = Annotated[SignInLimiter, Depends(app_sign_in_limiter)]
 Text = Annotated[str, AfterValidator(storable_text)]
 CampaignId = Annotated[int, Path(ge=1, le=MAX_ID, description="campaign id")]
 ListId = Annotated[int, Path(ge=1, le=MAX_ID, description="recipient list id")]

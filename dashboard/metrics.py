@@ -87,6 +87,25 @@ class SnapshotCollector(Collector):
             if domain.effective_per_second is not None:
                 domain_rate.add_metric([domain.domain], domain.effective_per_second)
         yield domain_rate
+        relay_sent = GaugeMetricFamily(
+            "edm_relay_send_rate_messages_per_second",
+            "Messages a relay gave its verdict on per second over the last minute",
+            labels=["relay"],
+        )
+        for relay in snapshot.relays:
+            if relay.sent_per_second is not None:
+                relay_sent.add_metric([relay.name], relay.sent_per_second)
+        yield relay_sent
+        domain_sent = GaugeMetricFamily(
+            "edm_domain_send_rate_messages_per_second",
+            "Messages sent to a recipient domain per second over the last minute (domains with "
+            "a limit or a slow-down, and the busiest)",
+            labels=["domain"],
+        )
+        for domain in snapshot.domains:
+            if domain.sent_per_second is not None:
+                domain_sent.add_metric([domain.domain], domain.sent_per_second)
+        yield domain_sent
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:

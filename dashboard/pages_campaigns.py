@@ -45,6 +45,7 @@ from dashboard.page_rendering import render
 from dashboard.scheduling import schedule_plan
 from dashboard.template_files import checked_name, template_names
 from dashboard.template_preview import campaign_preview
+from workers.relay_config import relay_names
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 
@@ -84,10 +85,8 @@ def _new_form(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    from workers.relay_config import load_relay_config
-
     try:
-        relays = [relay.name for relay in load_relay_config(settings).relays]
+        relays = relay_names(settings)
     except EdmError:
         relays = []
     return render(
@@ -122,6 +121,7 @@ def create_campaign_form(
     from_address: Annotated[Text, Form(max_length=400)] = "",
     subject: Annotated[Text, Form(max_length=2000)] = "",
     tracking: Annotated[str, Form(max_length=10)] = "",
+    relay: Annotated[Text, Form(max_length=200)] = "",
 ) -> Response:
     values = {
         "name": name,
@@ -130,6 +130,7 @@ def create_campaign_form(
         "from_address": from_address,
         "subject": subject,
         "tracking": bool(tracking),
+        "relay": relay,
     }
     try:
         if not name.strip():
@@ -143,6 +144,8 @@ def create_campaign_form(
             templates_dir=settings.templates_dir,
             subject=subject or None,
             tracking=bool(tracking),
+            relays=[relay] if relay else [],
+            configured_relays=relay_names(settings) if relay else (),
         )
     except (EdmError, _Refused) as error:
         status = status_of(error) if isinstance(error, EdmError) else 400

@@ -9,8 +9,9 @@ Two background threads keep a snapshot that pages and ``/metrics`` read without 
 - the *sampler* asks each newly seen worker, through Celery's remote control (``inspect``, one
   second at most), for its process id, concurrency and queues, so workers of other installations
   sharing the Redis are left out; and every couple of seconds reads the broker's queue length,
-  the relays' and domains' rates in force (``workers.relay_rates``), and how many jobs are due and
-  how many have finished, from which the send rate and the stuck alarm follow.
+  the relays' and domains' rates in force (``workers.relay_rates``) and the rates measured
+  through each (``workers.send_rate_counters``), and how many jobs are due and how many have
+  finished, from which the send rate and the stuck alarm follow.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -40,7 +40,7 @@ from campaigns.models import (
     utc_now,
 )
 from campaigns.storage import Database
-from workers.embedded_redis import URL_FILE_NAME, redacted_url
+from workers.embedded_redis import known_redis_url, redacted_url
 
 log = logging.getLogger("edm.dashboard.workers")
 
@@ -48,6 +48,8 @@ WORKER_HOSTNAME_PREFIX = "edm-"
 """``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
 GONE_WORKERS_KEPT_S = 3600.0
 RATE_WINDOW_S = 60.0
+BUSIEST_DOMAINS = 10
+"""Domains shown by their measured rate, besides those with a limit or a slow-down."""
 NO_REDIS_YET = "no Redis yet: start a worker (`edm worker`) or set EDM_REDIS_URL"
 WATCHED_CAMPAIGN_STATES = (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED)
 TOTALS_INTERVAL_S = 15.0
@@ -109,6 +111,8 @@ class RelayLimitRow:
     sent_last_day: int | None
     closed_for_s: float
     closed_reason: str | None
+    sent_per_second: float | None = None
+    """Messages it gave its verdict on per second over the last minute; None: not measured."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class DomainLimitRow:
     configured_per_second: float | None
     effective_per_second: float | None
     slowdown_factor: float
+    sent_per_second: float | None = None
+    """Messages sent to it per second over the last minute; None: not measured."""
 
 
 @dataclass(frozen=True)
@@ -315,12 +321,7 @@ class WorkerMonitor:
 
     def redis_url(self) -> str:
         """The configured Redis, else the embedded one a worker of this installation published."""
-        if self._settings.redis_url:
-            return self._settings.redis_url
-        try:
-            return (Path(self._settings.data_dir) / URL_FILE_NAME).read_text().strip()
-        except OSError:
-            return ""
+        return known_redis_url(self._settings.redis_url, self._settings.data_dir)
 
     def _celery(self, url: str) -> Any:
         from workers.celery_app import make_celery
@@ -518,7 +519,6 @@ class WorkerMonitor:
 
     def _sample_rates(self, url: str) -> None:
         from workers.relay_config import load_relay_config
-        from workers.relay_rates import effective_rates
 
         try:
             config = load_relay_config(self._settings)
@@ -549,7 +549,7 @@ class WorkerMonitor:
         error_text = None
         if url:
             try:
-                rates = asyncio.run(_read_rates(url, config, effective_rates))
+                rates, measured = asyncio.run(_read_rates(url, config))
                 relays = [
                     RelayLimitRow(
                         name=relay.name,
@@ -563,18 +563,11 @@ class WorkerMonitor:
                         sent_last_day=relay.sent_last_day,
                         closed_for_s=relay.closed_for_s,
                         closed_reason=relay.closed_reason,
+                        sent_per_second=measured.relays.get(relay.name, 0.0),
                     )
                     for relay in rates.relays
                 ]
-                domains = [
-                    DomainLimitRow(
-                        domain=domain.domain,
-                        configured_per_second=domain.configured_per_second,
-                        effective_per_second=domain.effective_per_second,
-                        slowdown_factor=domain.factor,
-                    )
-                    for domain in rates.domains
-                ]
+                domains = _domain_rows(config, rates.domains, measured.domains)
             except Exception as error:
                 error_text = f"rates in Redis: {_one_line(error)}"
         with self._lock:
@@ -597,14 +590,47 @@ class WorkerMonitor:
                     del self._state.workers[hostname]
 
 
-async def _read_rates(url: str, config: Any, effective_rates: Any) -> Any:
+async def _read_rates(url: str, config: Any) -> tuple[Any, Any]:
+    """The limits in force and the send rates measured over the last minute."""
     from redis.asyncio import Redis
+
+    from workers.relay_rates import effective_rates
+    from workers.send_rate_counters import measured_send_rates
 
     client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return await effective_rates(client, config)
+        rates = await effective_rates(client, config)
+        measured = await measured_send_rates(
+            client,
+            config.namespace,
+            domains=[domain.domain for domain in rates.domains],
+            busiest=BUSIEST_DOMAINS,
+        )
+        return rates, measured
     finally:
         await client.aclose()
+
+
+def _domain_rows(
+    config: Any, limited: list[Any], sent_per_second: dict[str, float]
+) -> list[DomainLimitRow]:
+    """Domains with a limit or a slow-down, and the busiest ones, the busiest first."""
+    rows = {
+        domain.domain: DomainLimitRow(
+            domain=domain.domain,
+            configured_per_second=domain.configured_per_second,
+            effective_per_second=domain.effective_per_second,
+            slowdown_factor=domain.factor,
+            sent_per_second=sent_per_second.get(domain.domain, 0.0),
+        )
+        for domain in limited
+    }
+    for domain, rate in sent_per_second.items():
+        if domain not in rows:
+            # Not slowed down (those are all in ``limited``): at most its configured rate.
+            configured = config.domain_rate(domain) or None
+            rows[domain] = DomainLimitRow(domain, configured, configured, 1.0, rate)
+    return sorted(rows.values(), key=lambda row: (-(row.sent_per_second or 0.0), row.domain))
 
 
 def _rates(samples: list[_Sample]) -> tuple[float | None, float | None]:

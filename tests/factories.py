@@ -7,7 +7,11 @@ from campaigns.storage import Database
 
 
 def campaign_with_jobs(
-    database: Database, recipients: int, *, state: str = CampaignState.RUNNING
+    database: Database,
+    recipients: int,
+    *,
+    state: str = CampaignState.RUNNING,
+    relays: list[str] | None = None,
 ) -> tuple[int, list[int]]:
     with database.session() as session:
         recipient_list = RecipientList(name=f"list-{utc_now().timestamp()}", field_names=["email"])
@@ -32,6 +36,7 @@ def campaign_with_jobs(
             subject_template="s",
             html_template="<p>h</p>",
             send_at=utc_now(),
+            relays=relays,
         )
         session.add(campaign)
         session.flush()

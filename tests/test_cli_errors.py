@@ -131,6 +131,21 @@ def test_an_unknown_list_or_template_is_named(env: dict[str, str], tmp_path: Pat
     )
 
 
+def test_an_unknown_relay_is_refused_at_create_naming_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "list.csv").write_text(GOOD_CSV)
+    _import(env, tmp_path / "list.csv")
+    relay = env["EDM_SMTP_URL"].removeprefix("smtp://")
+    result = run_edm(
+        ["campaigns", "create", "--name", "x", "--list", "people", "--template", "newsletter",
+         "--from", "news@example.com", "--relay", relay, "--relay", "backup"],
+        env,
+    )  # fmt: skip
+    _assert_one_line_error(result, f"relay 'backup' is not configured (relays: {relay})")
+    assert _counts(env)[2] == 0
+
+
 def test_unreachable_smtp_relay_stops_the_worker_with_one_line(env: dict[str, str]) -> None:
     env = {**env, "EDM_SMTP_URL": f"smtp://127.0.0.1:{_closed_port()}"}
     _assert_one_line_error(run_edm(["worker"], env, timeout_s=60), "127.0.0.1")

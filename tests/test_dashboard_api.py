@@ -353,6 +353,44 @@ def test_bad_campaigns_are_refused_with_a_reason(
     assert reason in answer.json()["detail"]
 
 
+TWO_RELAYS = {
+    "relays": [
+        {"name": "primary", "url": "smtp://127.0.0.1:2525"},
+        {"name": "backup", "url": "smtp://127.0.0.1:2526"},
+    ]
+}
+
+
+def test_a_campaign_keeps_the_relays_chosen_for_it_and_unknown_relays_are_refused(
+    database: Database, tmp_path: Path
+) -> None:
+    settings = dashboard_settings(tmp_path, extra=TWO_RELAYS)
+    with running_dashboard(database, settings) as dashboard:
+        dashboard.import_csv(SAMPLE_CSV, "people")
+        chosen = _campaign(dashboard, relays=["backup"])["campaign"]
+        assert chosen["relays"] == ["backup"]
+        assert dashboard.get(f"/api/campaigns/{chosen['id']}").json()["campaign"]["relays"] == [
+            "backup"
+        ]
+        assert _campaign(dashboard)["campaign"]["relays"] is None
+
+        unknown = dashboard.post(
+            "/api/campaigns",
+            json={
+                "name": "x",
+                "list": "people",
+                "template": "newsletter",
+                "from_address": "news@example.com",
+                "relays": ["backup", "nope"],
+            },
+        )
+        assert unknown.status_code == 400, unknown.text
+        assert unknown.json()["detail"] == (
+            "relay 'nope' is not configured (relays: backup, primary)"
+        )
+        assert len(dashboard.get("/api/campaigns").json()) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [

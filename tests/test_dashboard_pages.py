@@ -101,6 +101,50 @@ def test_a_new_campaign_form_with_a_bad_sender_shows_the_reason(
     assert "Traceback" not in answer.text
 
 
+def test_the_new_campaign_form_chooses_a_relay_and_names_one_not_configured(
+    database: Database, tmp_path: Path
+) -> None:
+    relays = [
+        {"name": "primary", "url": "smtp://127.0.0.1:2525"},
+        {"name": "backup", "url": "smtp://127.0.0.1:2526"},
+    ]
+    settings = dashboard_settings(tmp_path, extra={"relays": relays})
+    with running_dashboard(database, settings) as dashboard:
+        csrf = sign_in(dashboard.client)
+        dashboard.import_csv(SAMPLE_CSV, "people")
+        form = dashboard.client.get("/campaigns/new").text
+        assert '<option value="">any relay (by weight)</option>' in form
+        assert '<option value="primary">primary</option>' in form
+        assert '<option value="backup">backup</option>' in form
+        fields = {
+            "csrf_token": csrf,
+            "name": "Spring",
+            "list": "people",
+            "template": "newsletter",
+            "from_address": "news@example.com",
+        }
+
+        refused = dashboard.client.post("/campaigns/new", data={**fields, "relay": "gone"})
+        assert refused.status_code == 400
+        assert "relay 'gone' is not configured (relays: backup, primary)" in html.unescape(
+            refused.text
+        )
+        assert "Traceback" not in refused.text
+        assert dashboard.get("/api/campaigns").json() == []
+
+        created = dashboard.client.post(
+            "/campaigns/new", data={**fields, "relay": "backup"}, follow_redirects=False
+        )
+        assert created.status_code == 303
+        (campaign,) = dashboard.get("/api/campaigns").json()
+        assert campaign["relays"] == ["backup"]
+        assert "relay backup" in dashboard.client.get(f"/campaigns/{campaign['id']}").text
+
+        any_relay = dashboard.client.post("/campaigns/new", data={**fields, "relay": ""})
+        assert any_relay.status_code == 200
+        assert dashboard.get("/api/campaigns").json()[0]["relays"] is None
+
+
 def test_forms_without_the_csrf_token_are_refused(browser: tuple[Dashboard, str]) -> None:
     dashboard, _csrf = browser
     campaign_id = _draft(dashboard)

@@ -16,7 +16,7 @@ from campaigns.models import utc_now
 from campaigns.storage import Database, open_database
 from dashboard.worker_monitor import WorkerMonitor
 from tests.conftest import _stop_process_group, wait_until
-from tests.dashboard_helpers import dashboard_settings, running_dashboard
+from tests.dashboard_helpers import dashboard_settings, running_dashboard, sign_in
 from tests.smtp_server import RecordingSmtpServer
 
 
@@ -117,9 +117,13 @@ def test_the_workers_api_and_metrics_read_the_monitor(
     settings = dashboard_settings(tmp_path, redis_url=redis_url, smtp_url=smtp_server.url)
     monitor = WorkerMonitor(settings, database, sample_interval_s=0.2)
     with running_dashboard(database, settings, monitor=monitor) as dashboard:
-        assert wait_until(
-            lambda: dashboard.get("/api/workers").json()["sampled_at"] is not None, timeout_s=20
-        )
+
+        def sampled() -> bool:
+            # The rates are read just after the job counts that set sampled_at.
+            workers = dashboard.get("/api/workers").json()
+            return workers["sampled_at"] is not None and bool(workers["relays"])
+
+        assert wait_until(sampled, timeout_s=20)
         workers = dashboard.get("/api/workers").json()
         assert workers["queued_batches"] == 0
         assert workers["relays"][0]["url"].startswith("smtp://127.0.0.1:")
@@ -140,3 +144,65 @@ def test_without_a_monitor_the_workers_api_says_so(database: Database, tmp_path:
         answer = dashboard.get("/api/workers")
         assert answer.status_code == 503
         assert "worker monitor is not running" in answer.json()["detail"]
+
+
+def test_the_workers_page_shows_the_measured_rate_of_the_relay_and_of_each_domain(
+    edm_database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    start_worker,
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    csv_path = tmp_path / "two-domains.csv"
+    rows = "".join(
+        f"r{i}@{domain},R{i},City,pro\n"
+        for i in range(15)
+        for domain in ("alpha.example.com", "beta.example.org")
+    )
+    csv_path.write_text("email,first_name,city,plan\n" + rows)
+    import_recipients(edm_database, csv_path, "two")
+    campaign = create_campaign(
+        edm_database,
+        name="Two domains",
+        list_name="two",
+        template="newsletter",
+        from_address="news@example.com",
+        templates_dir=settings.templates_dir,
+    )
+    start_worker(concurrency=1)
+    schedule_campaign(edm_database, campaign.id, send_at=utc_now())
+    assert wait_until(lambda: len(smtp_server.messages) == 30, timeout_s=120)
+
+    monitor = WorkerMonitor(settings, edm_database, sample_interval_s=0.3)
+    with running_dashboard(edm_database, settings, monitor=monitor) as dashboard:
+
+        def measured() -> dict:
+            workers = dashboard.get("/api/workers").json()
+            relays = {row["name"]: row["sent_per_second"] for row in workers["relays"]}
+            domains = {row["domain"]: row["sent_per_second"] for row in workers["domains"]}
+            return {"relays": relays, "domains": domains}
+
+        def rates_seen() -> bool:
+            rates = measured()
+            return all(rates["relays"].values()) and all(
+                rates["domains"].get(domain) for domain in ("alpha.example.com", "beta.example.org")
+            )
+
+        assert wait_until(rates_seen, timeout_s=30), measured()
+        rates = measured()
+        relay = smtp_server.url.removeprefix("smtp://")
+        assert set(rates["relays"]) == {relay}
+        # Fifteen each, over at most a minute.
+        assert (
+            rates["domains"]["alpha.example.com"] == rates["domains"]["beta.example.org"] >= 15 / 60
+        )
+
+        sign_in(dashboard.client)
+        page = dashboard.client.get("/workers/live").text
+        assert f'data-relay-sent="{relay}"' in page
+        for domain in ("alpha.example.com", "beta.example.org"):
+            assert f'data-domain-sent="{domain}"' in page
+        metrics = dashboard.get("/metrics").text
+        assert f'edm_relay_send_rate_messages_per_second{{relay="{relay}"}}' in metrics
+        assert 'edm_domain_send_rate_messages_per_second{domain="alpha.example.com"}' in metrics
+        assert 'edm_domain_send_rate_messages_per_second{domain="beta.example.org"}' in metrics

@@ -5,6 +5,7 @@ connection caps, and waiting for permits without losing pause or leases."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -113,7 +114,7 @@ def _addresses(count: int) -> Counter[str]:
     return Counter(f"person{i}@example.com" for i in range(count))
 
 
-def test_the_config_file_describes_relays_domain_limits_and_campaign_relays(
+def test_the_config_file_describes_relays_and_domain_limits(
     tmp_path: Path,
 ) -> None:
     config_file = tmp_path / "edm.toml"
@@ -138,9 +139,6 @@ url = "smtp://backup.example.com"
 "Gmail.com" = 20
 "*" = 50
 
-[campaign_relays]
-7 = ["backup.example.com:25"]
-
 [adaptive]
 hold_s = 30
 """
@@ -163,8 +161,8 @@ hold_s = 30
     assert (config.send_rate, config.relay_cooloff_s) == (100, 10)
     assert config.domain_rate("gmail.com") == 20
     assert config.domain_rate("example.org") == 50
-    assert config.relays_for(7) == (backup,)
-    assert config.relays_for(8) == (primary, backup)
+    assert config.relays_named(["backup.example.com:25"]) == (backup,)
+    assert config.relays_named(None) == (primary, backup)
     assert config.adaptive.hold_s == 30
 
 
@@ -208,10 +206,10 @@ def test_without_relay_tables_the_one_relay_is_edm_smtp_url_capped_by_edm_send_r
             "config [domain_limits] 'gmail.com': expected a number, got 'fast'",
         ),
         (
-            {"campaign_relays": {"7": ["nope"]}},
-            "config [campaign_relays] '7': no relay named 'nope'",
+            {"campaign_relays": {"7": ["backup"]}},
+            "config [campaign_relays]: no longer read; a campaign's relays are chosen when it is "
+            "created (edm campaigns create --relay NAME)",
         ),
-        ({"campaign_relays": {"first": ["x"]}}, "config [campaign_relays] 'first': expected"),
         ({"adaptive": {"min_factor": 2}}, "config [adaptive]: min_factor must be in (0, 1]"),
     ],
 )
@@ -274,19 +272,46 @@ def test_with_every_relay_down_jobs_are_deferred_not_failed(
     assert all("cannot connect" in reply or "every relay" in reply for reply in replies)
 
 
-def test_a_campaign_sends_only_through_the_relays_listed_for_it(
+def test_a_campaign_sends_only_through_the_relays_chosen_for_it(
     database: Database, redis_url: str
 ) -> None:
     with RecordingSmtpServer() as first, RecordingSmtpServer() as second:
-        campaign_id, job_ids = campaign_with_jobs(database, 20)
-        config = _config(
-            _relay("first", first.url, weight=100),
-            _relay("second", second.url),
-            campaign_relays={campaign_id: ("second",)},
-        )
+        _, job_ids = campaign_with_jobs(database, 20, relays=["second"])
+        config = _config(_relay("first", first.url, weight=100), _relay("second", second.url))
         _deliver(database, redis_url, config, job_ids)
         assert len(first.messages) == 0
         assert _received(second) == _addresses(20)
+
+
+def test_a_campaign_whose_relays_left_the_config_is_deferred_naming_them(
+    database: Database, redis_url: str
+) -> None:
+    with RecordingSmtpServer() as first, RecordingSmtpServer() as second:
+        _, job_ids = campaign_with_jobs(database, 5, relays=["backup"])
+        config = _config(_relay("first", first.url), _relay("second", second.url))
+        before = utc_now()
+        summary = _deliver(database, redis_url, config, job_ids)
+        assert len(first.messages) + len(second.messages) == 0
+
+    assert summary.outcomes == {JobState.DEFERRED: 5}
+    for job in _jobs(database):
+        assert job.next_attempt_at is not None and job.next_attempt_at > before
+        assert job.last_reply == (
+            "not sent: the campaign's relays (backup) are not configured on this worker "
+            "(configured: first, second)"
+        )
+
+
+def test_a_campaign_with_one_of_its_relays_left_sends_through_the_one_still_configured(
+    database: Database, redis_url: str
+) -> None:
+    with RecordingSmtpServer() as first, RecordingSmtpServer() as second:
+        _, job_ids = campaign_with_jobs(database, 10, relays=["backup", "second"])
+        config = _config(_relay("first", first.url, weight=100), _relay("second", second.url))
+        summary = _deliver(database, redis_url, config, job_ids)
+        assert len(first.messages) == 0
+        assert _received(second) == _addresses(10)
+    assert summary.outcomes == {JobState.SENT: 10}
 
 
 def test_weights_share_the_messages_between_relays(database: Database, redis_url: str) -> None:
@@ -310,7 +335,6 @@ def test_a_throttling_reply_slows_that_domain_down_for_every_worker(redis_url: s
         async def body(relays: RelaySet) -> Any:
             outcomes = [
                 await relays.send(
-                    campaign_id=1,
                     sender="bounces@example.com",
                     recipient=recipient,
                     message=MESSAGE,
@@ -413,7 +437,6 @@ def test_max_connections_caps_messages_in_flight_across_worker_processes(redis_u
             async def sender(number: int) -> None:
                 for message_number in range(4):
                     await relays.send(
-                        campaign_id=1,
                         sender="bounces@example.com",
                         recipient=f"p{number}-{message_number}@example.com",
                         message=MESSAGE,
@@ -553,3 +576,40 @@ def test_a_worker_starts_with_one_relay_down_and_warns_about_it(
     port = dead.rsplit(":", 1)[1]
     assert f"edm worker: warning: SMTP relay smtp://127.0.0.1:{port}: cannot connect" in log
     assert worker.poll() is None
+
+
+def test_a_worker_sends_a_campaign_created_for_one_relay_only_through_that_relay(
+    tmp_path: Path, edm_env: dict[str, str], start_worker: Callable[..., Any]
+) -> None:
+    addresses = [f"reader{i}@example.com" for i in range(12)]
+    (tmp_path / "people.csv").write_text("email\n" + "".join(f"{a}\n" for a in addresses))
+    template = tmp_path / "hello"
+    template.mkdir()
+    (template / "subject.txt").write_text("Hello")
+    (template / "body.html").write_text("<p>Hello {{ email }}</p>")
+    with RecordingSmtpServer() as first, RecordingSmtpServer() as second:
+        config = tmp_path / "relays.toml"
+        config.write_text(
+            f'[[relays]]\nname = "first"\nurl = "{first.url}"\nweight = 100\n'
+            f'[[relays]]\nname = "second"\nurl = "{second.url}"\n'
+        )
+        env = {**edm_env, "EDM_CONFIG": str(config)}
+        imported = run_edm(["lists", "import", str(tmp_path / "people.csv"), "--list", "p"], env)
+        assert imported.returncode == 0, imported.stderr
+        created = run_edm(
+            ["campaigns", "create", "--name", "Via second", "--list", "p", "--template",
+             str(template), "--from", "news@example.com", "--relay", "second", "--json"],
+            env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        campaign_id = str(json.loads(created.stdout)["id"])
+        assert run_edm(["campaigns", "schedule", campaign_id, "--now"], env).returncode == 0
+        start_worker(concurrency=1, env={"EDM_CONFIG": str(config)})
+
+        def completed() -> bool:
+            status = run_edm(["campaigns", "status", campaign_id, "--json"], env)
+            return json.loads(status.stdout)["state"] == "completed"
+
+        assert wait_until(completed, timeout_s=90, interval_s=1.0)
+        assert first.messages == []
+        assert _received(second) == Counter(addresses)

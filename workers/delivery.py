@@ -42,7 +42,8 @@ from campaigns.suppression import SuppressionReason
 from campaigns.templating import CompiledTemplate
 from campaigns.tracking_links import LinkTracker
 from workers.outcome_recorder import OutcomeRecorder
-from workers.relays import RelaySet
+from workers.relays import RelaySet, recipient_domain
+from workers.send_rate_counters import SendRateCounters
 from workers.smtp_pool import BeforePayload, SendOutcome, SmtpPool
 from workers.transmit_marker import TransmitMarker, TransmitNotRecorded
 
@@ -66,6 +67,8 @@ class PreparedCampaign:
     bounce_domain: str
     tracker: LinkTracker | None = None
     """Adds the open pixel and click redirects; None when the campaign is not tracked."""
+    relay_names: tuple[str, ...] | None = None
+    """The relays the campaign may send through; None means every relay."""
 
     @classmethod
     def load(cls, database: Database, campaign_id: int, settings: Settings) -> PreparedCampaign:
@@ -90,6 +93,7 @@ class PreparedCampaign:
                 )
                 if campaign.tracking
                 else None,
+                relay_names=tuple(campaign.relays) if campaign.relays else None,
             )
 
 
@@ -104,6 +108,8 @@ class DeliveryContext:
     """Signs every message when DKIM is configured; built once per process."""
     relays: RelaySet | None = None
     """The relays and their global limits; None sends through ``pool`` with no limits."""
+    send_rate_counters: SendRateCounters | None = None
+    """Counts what the relays took, per relay and domain, for the dashboard; None: not counted."""
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -142,7 +148,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     waiting: deque[ClaimedJob] = deque(claimed)
     unfinished = {job.job_id for job in claimed}
     stopped_campaigns: set[int] = set()
-    recorder = OutcomeRecorder(context.database)
+    recorder = OutcomeRecorder(context.database, context.send_rate_counters)
     tally: Counter[str] = Counter()
 
     send_until = started + SEND_WINDOW_S
@@ -276,7 +282,7 @@ async def _deliver_one(
             )
         else:
             sent = await context.relays.send(
-                campaign_id=job.campaign_id,
+                relay_names=campaign.relay_names,
                 sender=sender,
                 recipient=job.email,
                 message=message,
@@ -308,6 +314,8 @@ def _outcome(
         "reply": result.message,
         "attempts": attempts,
         "first_attempt_at": first_attempt_at,
+        "relay": result.relay,
+        "recipient_domain": recipient_domain(job.email) if result.relay else None,
     }
     if result.kind == "accepted":
         return JobOutcome(state=JobState.SENT, sent_at=now, **common)

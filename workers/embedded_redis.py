@@ -157,6 +157,12 @@ def resolve_redis_url(configured: str, data_dir: Path) -> tuple[str, EmbeddedRed
         return embedded.start(), embedded
 
 
+def known_redis_url(configured: str, data_dir: Path) -> str:
+    """The configured Redis, else the embedded one a process of this installation published;
+    empty when there is neither (nothing is started here)."""
+    return configured or _published_url(Path(data_dir))
+
+
 def check_redis(url: str, timeout_s: float = 3.0) -> None:
     """Raise ServiceUnavailable, in one line, unless the Redis at ``url`` answers PING."""
     try:

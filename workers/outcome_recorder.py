@@ -11,6 +11,7 @@ import logging
 
 from campaigns.jobs import JobOutcome, record_outcomes
 from campaigns.storage import Database
+from workers.send_rate_counters import SendRateCounters
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,13 @@ WRITE_RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30, 30, 30)
 
 
 class OutcomeRecorder:
-    def __init__(self, database: Database) -> None:
+    """``send_rate_counters``, when given, also counts each written group in Redis."""
+
+    def __init__(
+        self, database: Database, send_rate_counters: SendRateCounters | None = None
+    ) -> None:
         self._database = database
+        self._send_rate_counters = send_rate_counters
         self._pending: list[JobOutcome] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -38,6 +44,8 @@ class OutcomeRecorder:
         while self._pending:
             outcomes, self._pending = self._pending, []
             await self._write(outcomes)
+            if self._send_rate_counters is not None:
+                await self._send_rate_counters.count(outcomes)
 
     async def _write(self, outcomes: list[JobOutcome]) -> None:
         # A lost "sent" record would leave the job unknown though it arrived: keep trying.

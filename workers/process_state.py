@@ -19,6 +19,7 @@ from workers.celery_app import broker_url_from_env
 from workers.delivery import DeliveryContext
 from workers.relay_config import load_relay_config
 from workers.relays import RelaySet
+from workers.send_rate_counters import SendRateCounters
 
 T = TypeVar("T")
 
@@ -74,5 +75,6 @@ def delivery_context() -> DeliveryContext:
             relays=relays,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             signer=signer_from_settings(settings),
+            send_rate_counters=SendRateCounters(redis, settings.queue_name),
         )
     return _context

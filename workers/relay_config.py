@@ -1,14 +1,15 @@
 """Which relays to send through and within which limits, read from the settings.
 
-The config file's ``[[relays]]``, ``[domain_limits]``, ``[campaign_relays]`` and ``[adaptive]``
-tables arrive in ``Settings.extra``; without ``[[relays]]`` the one relay is ``EDM_SMTP_URL``.
-``EDM_SEND_RATE`` caps all sending together, whichever relay it goes through.
+The config file's ``[[relays]]``, ``[domain_limits]`` and ``[adaptive]`` tables arrive in
+``Settings.extra``; without ``[[relays]]`` the one relay is ``EDM_SMTP_URL``. ``EDM_SEND_RATE``
+caps all sending together, whichever relay it goes through. Which relays a campaign may use is
+stored with the campaign (chosen when it is created), not here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -49,8 +50,6 @@ class RelaySetConfig:
     """All messages together, per second; 0 means no limit."""
     domain_limits: Mapping[str, float] = field(default_factory=dict)
     """Messages per second per recipient domain, across relays and workers."""
-    campaign_relays: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
-    """Relay names a campaign may use; campaigns not listed use every relay."""
     adaptive: AdaptivePolicy = field(default_factory=AdaptivePolicy)
     relay_cooloff_s: float = 30.0
     namespace: str = "edm-delivery"
@@ -59,8 +58,8 @@ class RelaySetConfig:
         """The configured rate of ``domain``, 0 for none."""
         return self.domain_limits.get(domain, self.domain_limits.get(ANY_OTHER_DOMAIN, 0.0))
 
-    def relays_for(self, campaign_id: int) -> tuple[RelayConfig, ...]:
-        names = self.campaign_relays.get(campaign_id)
+    def relays_named(self, names: Sequence[str] | None) -> tuple[RelayConfig, ...]:
+        """The configured relays among ``names`` (a campaign's choice); None means all."""
         if names is None:
             return self.relays
         return tuple(relay for relay in self.relays if relay.name in names)
@@ -69,18 +68,26 @@ class RelaySetConfig:
 def load_relay_config(settings: Settings) -> RelaySetConfig:
     """The relays and limits ``settings`` describe; ConfigError naming the bad entry if any."""
     extra = settings.extra
+    if "campaign_relays" in extra:
+        raise ConfigError(
+            "config [campaign_relays]: no longer read; a campaign's relays are chosen when it is "
+            "created (edm campaigns create --relay NAME): remove the table"
+        )
     send_rate = _non_negative("EDM_SEND_RATE", settings.send_rate)
     relays = _relays(extra.get("relays"), settings)
-    names = {relay.name for relay in relays}
     return RelaySetConfig(
         relays=relays,
         send_rate=send_rate,
         domain_limits=_domain_limits(extra.get("domain_limits", {})),
-        campaign_relays=_campaign_relays(extra.get("campaign_relays", {}), names),
         adaptive=_adaptive(extra.get("adaptive", {})),
         relay_cooloff_s=_positive("EDM_RELAY_COOLOFF_S", settings.relay_cooloff_s),
         namespace=settings.queue_name,
     )
+
+
+def relay_names(settings: Settings) -> list[str]:
+    """Names of the configured relays, which a campaign chooses from; ConfigError if unreadable."""
+    return [relay.name for relay in load_relay_config(settings).relays]
 
 
 def _relays(tables: Any, settings: Settings) -> tuple[RelayConfig, ...]:
@@ -141,31 +148,6 @@ def _domain_limits(table: Any) -> dict[str, float]:
         key = str(domain).strip().lower()
         limits[key] = _positive(f"config [domain_limits] {domain!r}", rate)
     return limits
-
-
-def _campaign_relays(table: Any, names: set[str]) -> dict[int, tuple[str, ...]]:
-    if not isinstance(table, dict):
-        raise ConfigError(
-            "config [campaign_relays]: expected a table of campaign id = [relay names]"
-        )
-    chosen: dict[int, tuple[str, ...]] = {}
-    for campaign, relay_names in table.items():
-        where = f"config [campaign_relays] {campaign!r}"
-        try:
-            campaign_id = int(campaign)
-        except ValueError:
-            raise ConfigError(f"{where}: expected a campaign id") from None
-        if isinstance(relay_names, str):
-            relay_names = [relay_names]
-        if not isinstance(relay_names, list) or not relay_names:
-            raise ConfigError(f"{where}: expected a list of relay names")
-        unknown = [str(name) for name in relay_names if str(name) not in names]
-        if unknown:
-            raise ConfigError(
-                f"{where}: no relay named {unknown[0]!r}; relays: {', '.join(sorted(names))}"
-            )
-        chosen[campaign_id] = tuple(str(name) for name in relay_names)
-    return chosen
 
 
 def _adaptive(table: Any) -> AdaptivePolicy:

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -136,14 +136,15 @@ class RelaySet:
     async def send(
         self,
         *,
-        campaign_id: int,
+        relay_names: Sequence[str] | None = None,
         sender: str,
         recipient: str,
         message: bytes,
         should_stop: Callable[[], bool],
         before_payload: BeforePayload | None = None,
     ) -> SendOutcome | None:
-        """Send through one of the campaign's relays once every limit allows.
+        """Send through one of ``relay_names`` (the campaign's choice; None: every relay) once
+        every limit allows.
 
         None when nothing was sent and the job should be handed back: ``should_stop`` turned
         true while waiting, or the limits in Redis could not be reached (no permit, no send).
@@ -152,7 +153,9 @@ class RelaySet:
         if loop.time() < self._limits_unreachable_until:
             return None
         domain = recipient_domain(recipient)
-        candidates = self.config.relays_for(campaign_id)
+        candidates = self.config.relays_named(relay_names)
+        if not candidates:
+            return self._unconfigured_outcome(relay_names or ())
         attempt = _Attempt(closed=set(), busy=set())
         while True:
             open_relays = [relay for relay in candidates if self._is_open(relay, attempt)]
@@ -190,7 +193,7 @@ class RelaySet:
                 continue
             if is_throttling(outcome):
                 await self._slow_down(domain, outcome)
-            return outcome
+            return replace(outcome, relay=relay.name)
 
     def limits_for(self, relay: RelayConfig, domain: str) -> list[Limit]:
         """Every limit a message to ``domain`` through ``relay`` waits for."""
@@ -247,6 +250,18 @@ class RelaySet:
 
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+
+    def _unconfigured_outcome(self, names: Sequence[str]) -> SendOutcome:
+        # Deferred, not failed: the relay may come back to the config, or another worker's
+        # config may have it; past the retry lifetime the job expires and can be retried.
+        configured = ", ".join(relay.name for relay in self.config.relays)
+        return SendOutcome(
+            "deferred",
+            None,
+            f"not sent: the campaign's relays ({', '.join(names)}) are not configured on "
+            f"this worker (configured: {configured})",
+            None,
+        )
 
     def _is_open(self, relay: RelayConfig, attempt: _Attempt) -> bool:
         if relay.name in attempt.closed:

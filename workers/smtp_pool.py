@@ -52,6 +52,8 @@ class SendOutcome:
     code: int | None
     message: str
     status: str | None
+    relay: str | None = None
+    """Named by RelaySet when a relay gave this verdict (not for failures to connect)."""
 
     @classmethod
     def from_reply(cls, kind: OutcomeKind, code: int, message: str) -> SendOutcome:
