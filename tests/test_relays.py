@@ -392,7 +392,6 @@ def test_while_no_limit_is_in_force_sends_skip_redis_until_a_throttling_reply(
                 "second@busy.example",
             ]:
                 outcome = await relays.send(
-                    campaign_id=1,
                     sender="bounces@example.com",
                     recipient=recipient,
                     message=MESSAGE,
