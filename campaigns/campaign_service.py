@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, literal, select, update
 
 from campaigns.batching import chunked
 from campaigns.errors import InputError, NotFound, StateError, TemplateError
+from campaigns.job_state_counts import job_state_counts
 from campaigns.message import MessageSkeleton
 from campaigns.models import (
     Campaign,
@@ -184,7 +185,7 @@ def schedule_campaign(
                     .order_by(Recipient.id),
                 )
             )
-        jobs = session.scalar(select(func.count()).where(Job.campaign_id == campaign.id)) or 0
+        jobs = sum(job_state_counts(session, campaign.id).values())
         result = ScheduleResult(jobs, send_at, send_at)
         if local_time is not None:
             result = _plan_local_times(session, campaign, local_time, jobs)
@@ -343,13 +344,7 @@ def cancel_unsent_jobs(database: Database, campaign_id: int) -> int:
 def campaign_status(database: Database, campaign_id: int) -> CampaignStatus:
     with database.session() as session:
         campaign = _campaign(session, campaign_id)
-        counts = {str(state): 0 for state in JobState}
-        rows = session.execute(
-            select(Job.state, func.count())
-            .where(Job.campaign_id == campaign_id)
-            .group_by(Job.state)
-        )
-        counts.update({state: count for state, count in rows})
+        counts = job_state_counts(session, campaign_id)
         list_name = session.scalar(
             select(RecipientList.name).where(RecipientList.id == campaign.list_id)
         )

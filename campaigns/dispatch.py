@@ -1,8 +1,9 @@
 """The dispatcher: the database decides what is due; the broker only carries batches of job ids.
 
 One pass starts campaigns whose time has come, takes back jobs whose worker's lease ran out,
-publishes due jobs in batches while the broker's queue has room, and completes campaigns
-with nothing left to send. It never renders or sends mail itself.
+publishes due jobs in batches while the broker's queue has room, completes campaigns with
+nothing left to send, and folds the jobs-by-state deltas into their totals (there is one
+active dispatcher, so one folder). It never renders or sends mail itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select, update
 
 from campaigns.batching import chunked
+from campaigns.job_state_counts import fold_job_state_deltas
 from campaigns.jobs import release_expired_leases
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
@@ -70,6 +72,7 @@ class Dispatcher:
         self._cancel_leftovers()
         published, batches = self._publish_due_jobs(now)
         completed = self._complete_finished_campaigns(now)
+        fold_job_state_deltas(self._database)
         return DispatchPass(started, released, published, batches, completed)
 
     def _start_due_campaigns(self, now: datetime) -> int:

@@ -225,6 +225,35 @@ class CampaignCounter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class JobStateCount(Base):
+    """How many jobs of a campaign are in a state: kept by database triggers on the job table
+    (``campaigns.job_state_counts`` reads and folds them), so a campaign of any size is counted
+    by reading a few rows."""
+
+    __tablename__ = "job_state_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobStateDelta(Base):
+    """A change to ``JobStateCount`` not folded in yet (PostgreSQL only; see
+    ``campaigns.job_state_counts``). Insert-only, so concurrent writers never wait on each other.
+
+    No foreign key: a campaign deleted with its jobs leaves deltas that folding drops.
+    """
+
+    __tablename__ = "job_state_deltas"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    jobs: Mapped[int] = mapped_column(BigInteger)
+
+
 class CampaignLink(Base):
     """A link of a campaign's HTML part, behind its click-tracking redirect.
 

@@ -23,7 +23,6 @@ from dashboard.campaign_queries import (
     BounceReason,
     Bucket,
     CampaignRow,
-    CountsSource,
     EventRow,
     JobPage,
     JobRow,
@@ -43,7 +42,6 @@ from dashboard.dependencies import (
     CampaignId,
     ChartCacheDep,
     DatabaseDep,
-    SampledCountsDep,
     SettingsDep,
     Text,
 )
@@ -130,10 +128,8 @@ class SeriesOut(BaseModel):
     events_per_hour: dict[str, list[Bucket]]
 
 
-def detail(
-    database: Any, campaign_id: int, sampled_counts: CountsSource | None = None
-) -> CampaignDetail:
-    overview = campaign_overview(database, campaign_id, sampled_counts=sampled_counts)
+def detail(database: Any, campaign_id: int) -> CampaignDetail:
+    overview = campaign_overview(database, campaign_id)
     return CampaignDetail(
         campaign=overview.campaign,
         counts=overview.status.counts,
@@ -167,10 +163,8 @@ def post_campaign(
 
 
 @router.get("/{campaign_id}", summary="A campaign with its progress and counts")
-def get_campaign(
-    campaign_id: CampaignId, database: DatabaseDep, sampled_counts: SampledCountsDep
-) -> CampaignDetail:
-    return detail(database, campaign_id, sampled_counts)
+def get_campaign(campaign_id: CampaignId, database: DatabaseDep) -> CampaignDetail:
+    return detail(database, campaign_id)
 
 
 @router.post("/{campaign_id}/schedule", summary="Check the template and schedule sending")

@@ -6,14 +6,14 @@ module adds what only a screen needs (searching recipients, time series, bounce 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
-from campaigns.campaign_service import FINAL_CAMPAIGN_STATES, CampaignStatus, campaign_status
+from campaigns.campaign_service import CampaignStatus, campaign_status
 from campaigns.errors import NotFound
 from campaigns.events import campaign_counters, job_history
 from campaigns.models import (
@@ -31,7 +31,6 @@ from campaigns.storage import Database
 from dashboard.list_queries import starts_with_conditions
 
 MAX_PAGE = 200
-CountsSource = Callable[[int], dict[str, int] | None]
 SHOWN_REPLY_CHARS = 300
 FAILED_STATES = (JobState.BOUNCED, JobState.FAILED, JobState.EXPIRED, JobState.UNKNOWN)
 EXPORT_COLUMNS = (
@@ -157,30 +156,9 @@ def progress_of(status: CampaignStatus) -> Progress:
     return Progress(total=status.total, done=done, pending=pending, percent=round(percent, 1))
 
 
-def campaign_overview(
-    database: Database, campaign_id: int, *, sampled_counts: CountsSource | None = None
-) -> CampaignOverview:
-    """``sampled_counts(campaign_id)``: jobs by state from a recent sample (the worker monitor
-    counts every active campaign each second), used instead of counting again while the
-    campaign is active; a finished campaign is always counted, so its last numbers are exact."""
+def campaign_overview(database: Database, campaign_id: int) -> CampaignOverview:
     campaign = campaign_row(database, campaign_id)
-    counts = None
-    if sampled_counts is not None and campaign.state not in FINAL_CAMPAIGN_STATES:
-        counts = sampled_counts(campaign_id)
-    if counts is None:
-        status = campaign_status(database, campaign_id)
-    else:
-        status = CampaignStatus(
-            id=campaign.id,
-            name=campaign.name,
-            state=campaign.state,
-            list_name=campaign.list_name,
-            template_name=campaign.template_name,
-            counts={**{str(state): 0 for state in JobState}, **counts},
-            send_at=campaign.send_at,
-            started_at=campaign.started_at,
-            finished_at=campaign.finished_at,
-        )
+    status = campaign_status(database, campaign_id)
     return CampaignOverview(
         campaign=campaign,
         status=status,

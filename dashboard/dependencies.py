@@ -11,7 +11,6 @@ from campaigns.config import Settings
 from campaigns.storage import Database
 from dashboard.auth import app_database
 from dashboard.background_imports import BackgroundImports
-from dashboard.campaign_queries import CountsSource
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
 
@@ -29,12 +28,6 @@ def app_imports(request: Request) -> BackgroundImports:
 
 def app_monitor(request: Request) -> Any:
     return request.app.state.monitor
-
-
-def app_sampled_counts(request: Request) -> CountsSource | None:
-    """Jobs by state of active campaigns as the worker monitor last counted them, if it runs."""
-    monitor = request.app.state.monitor
-    return monitor.campaign_counts if monitor is not None else None
 
 
 def app_chart_cache(request: Request) -> TtlCache:
@@ -60,7 +53,6 @@ DatabaseDep = Annotated[Database, Depends(app_database)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 ImportsDep = Annotated[BackgroundImports, Depends(app_imports)]
 MonitorDep = Annotated[Any, Depends(app_monitor)]
-SampledCountsDep = Annotated[CountsSource | None, Depends(app_sampled_counts)]
 ChartCacheDep = Annotated[TtlCache, Depends(app_chart_cache)]
 SignInLimiterDep = Annotated[SignInLimiter, Depends(app_sign_in_limiter)]
 Text = Annotated[str, AfterValidator(storable_text)]

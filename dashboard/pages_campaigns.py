@@ -34,10 +34,8 @@ from dashboard.dependencies import (
     CampaignId,
     ChartCacheDep,
     DatabaseDep,
-    SampledCountsDep,
     SettingsDep,
     Text,
-    app_sampled_counts,
 )
 from dashboard.http_errors import status_of
 from dashboard.list_queries import list_summaries
@@ -177,7 +175,7 @@ def _campaign_page(
     status: int = 200,
     notice: str | None = None,
 ) -> Response:
-    overview = campaign_overview(database, campaign_id, sampled_counts=app_sampled_counts(request))
+    overview = campaign_overview(database, campaign_id)
     return render(
         request,
         "campaign.html",
@@ -229,9 +227,8 @@ def campaign_live(
     request: Request,
     campaign_id: CampaignId,
     database: DatabaseDep,
-    sampled_counts: SampledCountsDep,
 ) -> Response:
-    overview = campaign_overview(database, campaign_id, sampled_counts=sampled_counts)
+    overview = campaign_overview(database, campaign_id)
     return render(
         request, "campaign_live.html", {"live": _live_context(overview), "refreshed": True}
     )

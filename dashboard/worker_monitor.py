@@ -10,8 +10,9 @@ Two background threads keep a snapshot that pages and ``/metrics`` read without 
   second at most), for its process id, concurrency and queues, so workers of other installations
   sharing the Redis are left out; and every couple of seconds reads the broker's queue length,
   the relays' and domains' rates in force (``workers.relay_rates``) and the rates measured
-  through each (``workers.send_rate_counters``), and how many jobs are due and how many have
-  finished, from which the send rate and the stuck alarm follow.
+  through each (``workers.send_rate_counters``), and jobs by state from the counts the job
+  table's triggers keep (``campaigns.job_state_counts``: a few rows, however big the campaigns),
+  from which the send rate, the jobs due and the stuck alarm follow.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any
 
 import redis
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from campaigns.config import Settings
 from campaigns.errors import EdmError
+from campaigns.job_state_counts import job_state_counts_by_campaign, job_state_totals
 from campaigns.models import (
     CLAIMABLE_JOB_STATES,
     PENDING_JOB_STATES,
@@ -52,10 +55,10 @@ BUSIEST_DOMAINS = 10
 """Domains shown by their measured rate, besides those with a limit or a slow-down."""
 NO_REDIS_YET = "no Redis yet: start a worker (`edm worker`) or set EDM_REDIS_URL"
 WATCHED_CAMPAIGN_STATES = (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED)
-TOTALS_INTERVAL_S = 15.0
 MAX_SAMPLE_PAUSE_S = 1.5
 """Counts shown live are at most about this old (plus one pass)."""
-"""Jobs by state over every campaign (for /metrics) are counted this often: a full count."""
+LATER_RECOUNT_FACTOR = 20.0
+"""Jobs planned for later are recounted after 20 times as long as counting them took."""
 
 
 @dataclass
@@ -175,9 +178,6 @@ class _State:
     send_rate_limit: float | None = None
     rates_error: str | None = None
     sampled_at: datetime | None = None
-    campaign_counts: dict[int, dict[str, int]] = field(default_factory=dict)
-    """Jobs by state of every campaign being sent (or paused, or due), from the last sample."""
-    campaign_counts_at: float = 0.0
 
 
 class WorkerMonitor:
@@ -207,7 +207,8 @@ class WorkerMonitor:
         self._threads: list[threading.Thread] = []
         self._receiver: Any = None
         self._wanted_inspections: set[str] = set()
-        self._totals_due = 0.0
+        self._later = 0
+        self._later_recount_at = 0.0
 
     # --- Reading -------------------------------------------------------------------------
 
@@ -258,16 +259,6 @@ class WorkerMonitor:
             stuck=stuck,
             **snapshot_fields,
         )
-
-    def campaign_counts(self, campaign_id: int, *, max_age_s: float = 3.0) -> dict[str, int] | None:
-        """Jobs by state of a campaign being sent, as last sampled; None when it was not in the
-        sample (not active, or the sample is older than ``max_age_s``)."""
-        with self._lock:
-            state = self._state
-            if time.monotonic() - state.campaign_counts_at > max_age_s:
-                return None
-            counts = state.campaign_counts.get(campaign_id)
-            return dict(counts) if counts is not None else None
 
     def _ours(self, worker: WorkerInfo) -> bool:
         if not worker.hostname.startswith(WORKER_HOSTNAME_PREFIX):
@@ -397,8 +388,7 @@ class WorkerMonitor:
             self._sample_broker(url)
             started = time.monotonic()
             self._sample_database()
-            # A pass over a huge campaign's jobs takes a while: never spend more than about a
-            # quarter of the time counting.
+            # A slow database (or one busy sending) is never read more than a quarter of the time.
             pause_s = max(self._sample_interval_s, 3 * (time.monotonic() - started))
             if time.monotonic() >= rates_due:
                 self._sample_rates(url)
@@ -464,45 +454,32 @@ class WorkerMonitor:
         now = utc_now()
         recent = now - timedelta(seconds=2 * RATE_WINDOW_S)
         # Campaigns that finished a moment ago stay in, so their last sends still count.
-        watched = select(Campaign.id).where(
+        watched = select(Campaign.id, Campaign.state).where(
             or_(Campaign.state.in_(WATCHED_CAMPAIGN_STATES), Campaign.finished_at >= recent)
         )
-        running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
         try:
             with self._database.session() as session:
-                watched_ids = set(session.scalars(watched))
-                rows = session.execute(
-                    select(Job.campaign_id, Job.state, func.count())
-                    .where(Job.campaign_id.in_(watched))
-                    .group_by(Job.campaign_id, Job.state)
-                ).all()
-                due = session.scalar(
-                    select(func.count()).where(
-                        Job.state.in_(CLAIMABLE_JOB_STATES),
-                        Job.campaign_id.in_(running),
-                        or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-                    )
+                watched_states: dict[int, str] = dict(session.execute(watched).all())
+                counts = job_state_counts_by_campaign(session, list(watched_states))
+                totals = job_state_totals(session)
+                waiting = sum(
+                    counts.get(campaign_id, {}).get(str(state), 0)
+                    for campaign_id, campaign_state in watched_states.items()
+                    if campaign_state == CampaignState.RUNNING
+                    for state in CLAIMABLE_JOB_STATES
                 )
-                totals = None
-                if time.monotonic() >= self._totals_due:
-                    totals = dict(
-                        session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
-                    )
+                later = self._jobs_due_later(session, now) if waiting else 0
         except Exception as error:
             log.warning("sampling the job table: %s", _one_line(error))
             return
-        if totals is not None:
-            self._totals_due = time.monotonic() + TOTALS_INTERVAL_S
         pending_states = {str(state) for state in PENDING_JOB_STATES}
         finished: dict[int, int] = {}
         sent: dict[int, int] = {}
-        counts: dict[int, dict[str, int]] = {campaign_id: {} for campaign_id in watched_ids}
-        for campaign_id, state, count in rows:
-            counts.setdefault(campaign_id, {})[str(state)] = int(count)
-            if state not in pending_states:
-                finished[campaign_id] = finished.get(campaign_id, 0) + count
-            if state == JobState.SENT:
-                sent[campaign_id] = count
+        for campaign_id, by_state in counts.items():
+            finished[campaign_id] = sum(
+                jobs for state, jobs in by_state.items() if state not in pending_states
+            )
+            sent[campaign_id] = by_state.get(JobState.SENT, 0)
         at = time.time()
         with self._lock:
             state = self._state
@@ -510,12 +487,40 @@ class WorkerMonitor:
             if previous is None or (finished, sent) != (previous.finished, previous.sent):
                 state.last_progress_at = at
             state.samples.append(_Sample(at, finished, sent))
-            if totals is not None:
-                state.jobs_by_state = {str(name): int(count) for name, count in totals.items()}
-            state.due_jobs = int(due or 0)
+            state.jobs_by_state = totals
+            # Two reads (on PostgreSQL, two moments): a job that moved in between could make
+            # the difference negative for a moment.
+            state.due_jobs = max(0, waiting - later)
             state.sampled_at = datetime.now(UTC)
-            state.campaign_counts = counts
-            state.campaign_counts_at = time.monotonic()
+
+    def _jobs_due_later(self, session: Session, now: datetime) -> int:
+        """Waiting jobs of running campaigns not due yet (deferred, or planned for later).
+
+        Counting these instead of the due ones costs nothing for a campaign sent at once, however
+        big; a campaign spread over hours has many, so they are recounted at most every
+        ``LATER_RECOUNT_FACTOR`` times as long as counting took.
+        """
+        if time.monotonic() < self._later_recount_at:
+            return self._later
+        started = time.monotonic()
+        running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
+        self._later = (
+            session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(
+                    Job.state.in_(CLAIMABLE_JOB_STATES),
+                    Job.next_attempt_at > now,
+                    Job.campaign_id.in_(running),
+                )
+                # Without statistics SQLite would walk every waiting job by campaign instead.
+                .with_hint(Job, "INDEXED BY ix_jobs_state_next_attempt", "sqlite")
+            )
+            or 0
+        )
+        elapsed_s = time.monotonic() - started
+        self._later_recount_at = started + LATER_RECOUNT_FACTOR * elapsed_s
+        return self._later
 
     def _sample_rates(self, url: str) -> None:
         from workers.relay_config import load_relay_config

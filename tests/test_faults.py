@@ -38,6 +38,7 @@ from campaigns.storage import Database
 from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import scheduled_campaign
 from tests.smtp_server import DataEnd, RecordingSmtpServer
+from tests.state_count_helpers import assert_counts_kept
 from workers.embedded_redis import EmbeddedRedis, find_redis_server
 
 pytestmark = pytest.mark.skipif(
@@ -167,6 +168,8 @@ def test_every_job_ends_in_the_state_its_replies_call_for_with_the_reply_recorde
 
         jobs = _jobs_by_email(database, campaign_id)
         received = _received(server)
+        # Every outcome was counted by the triggers as the workers wrote it.
+        assert_counts_kept(database, campaign_id)
 
         def of_kind(kind: str) -> list[Job]:
             return [jobs[f"{kind}{i}@example.com"] for i in range(per_kind)]
@@ -235,6 +238,7 @@ def test_every_job_ends_in_the_state_its_replies_call_for_with_the_reply_recorde
     )
     assert received == expected
     counts = _state_counts(database, campaign_id)
+    assert assert_counts_kept(database, campaign_id) == counts
     assert counts == {
         JobState.SENT: 6 * per_kind,
         JobState.BOUNCED: per_kind,
@@ -325,6 +329,8 @@ def test_a_worker_signalled_mid_campaign_hands_every_recipient_over_to_another(
     )
     # Whatever the signal, nobody is sent twice.
     assert duplicates == {}
+    # Jobs taken back from the stopped worker (lease expired, or released) were counted too.
+    assert_counts_kept(database, campaign_id)
     if stop_signal == signal.SIGTERM:
         # A warm shutdown: every batch it had begun finishes and is recorded.
         assert set(received) == set(addresses)
@@ -455,4 +461,5 @@ def test_pause_stops_every_worker_within_a_second_and_resume_and_cancel_skip_no_
     assert set(received) == sent
     assert sent_while_paused + 60 <= len(sent) < recipients
     assert all(job.state == JobState.CANCELLED for email, job in jobs.items() if email not in sent)
+    assert_counts_kept(database, campaign_id)
     assert _campaign_state(database, campaign_id) == CampaignState.CANCELLED

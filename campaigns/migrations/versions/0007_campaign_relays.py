@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_campaign_relays"
-down_revision = "0005_dashboard"
+down_revision = "0006_job_state_counts"
 branch_labels = None
 depends_on = None
 
