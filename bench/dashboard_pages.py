@@ -24,14 +24,13 @@ from contextlib import ExitStack
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from bench.services import fresh_database, scratch_dir
 from campaigns.campaign_service import campaign_status
 from campaigns.config import PROJECT_ROOT, Settings
 from campaigns.events import campaign_counters
-from campaigns.job_state_counts import fold_job_state_deltas
-from campaigns.models import Job
+from campaigns.job_state_counts import fold_job_state_deltas, job_state_counts_by_scan
 from campaigns.storage import Database, open_database
 from dashboard.accounts import create_api_token, create_user
 from dashboard.app import create_app
@@ -129,12 +128,7 @@ def populate(database: Database, rows: int) -> int:
 
 def counted_by_scan(database: Database, campaign_id: int) -> dict[str, int]:
     with database.session() as session:
-        rows = session.execute(
-            select(Job.state, func.count())
-            .where(Job.campaign_id == campaign_id)
-            .group_by(Job.state)
-        )
-        return {state: count for state, count in rows}
+        return job_state_counts_by_scan(session, campaign_id)
 
 
 def timed(call: Callable[[], Any], repeats: int = REPEATS) -> dict[str, float]:

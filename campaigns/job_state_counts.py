@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, text, union_all
 from sqlalchemy.orm import Session
 
-from campaigns.models import JobState, JobStateCount, JobStateDelta
+from campaigns.models import Job, JobState, JobStateCount, JobStateDelta
 from campaigns.storage import Database
 
 # One statement, one snapshot: the deltas it deletes are exactly the ones it adds, and a reader
@@ -63,6 +63,15 @@ def job_state_totals(session: Session) -> dict[str, int]:
     """Jobs by state over every campaign; states with none are left out."""
     rows = session.execute(_TOTALS)
     return {state: int(jobs) for state, jobs in rows if jobs}
+
+
+def job_state_counts_by_scan(session: Session, campaign_id: int) -> dict[str, int]:
+    """The same counts from the job table itself: a scan of the campaign's jobs, for checking
+    the kept counts and for measuring what they save, never for pages."""
+    rows = session.execute(
+        select(Job.state, func.count()).where(Job.campaign_id == campaign_id).group_by(Job.state)
+    )
+    return {state: count for state, count in rows}
 
 
 def fold_job_state_deltas(database: Database) -> int:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
-from campaigns.job_state_counts import job_state_counts
-from campaigns.models import Job
+from campaigns.job_state_counts import job_state_counts, job_state_counts_by_scan
 from campaigns.storage import Database
 
 
 def counted_by_scan(database: Database, campaign_id: int) -> dict[str, int]:
     with database.session() as session:
-        rows = session.execute(
-            select(Job.state, func.count())
-            .where(Job.campaign_id == campaign_id)
-            .group_by(Job.state)
-        )
-        return {state: count for state, count in rows}
+        return job_state_counts_by_scan(session, campaign_id)
 
 
 def counts_kept(database: Database, campaign_id: int) -> dict[str, int]:
