@@ -5,7 +5,7 @@ Everything is read from the worker monitor's snapshot, so a scrape costs no quer
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -72,40 +72,42 @@ class SnapshotCollector(Collector):
                 processed.add_metric([worker.hostname], worker.processed)
         yield active
         yield processed
-        connections = GaugeMetricFamily(
-            "edm_relay_connections_in_use", "Messages in flight through a relay", labels=["relay"]
+        yield _labelled_gauge(
+            "edm_relay_connections_in_use",
+            "Messages in flight through a relay",
+            "relay",
+            ((relay.name, relay.connections_in_use) for relay in snapshot.relays),
         )
-        for relay in snapshot.relays:
-            connections.add_metric([relay.name], relay.connections_in_use)
-        yield connections
-        domain_rate = GaugeMetricFamily(
+        yield _labelled_gauge(
             "edm_domain_rate_limit_per_second",
             "Messages per second a recipient domain may receive now (after any slow-down)",
-            labels=["domain"],
+            "domain",
+            ((domain.domain, domain.effective_per_second) for domain in snapshot.domains),
         )
-        for domain in snapshot.domains:
-            if domain.effective_per_second is not None:
-                domain_rate.add_metric([domain.domain], domain.effective_per_second)
-        yield domain_rate
-        relay_sent = GaugeMetricFamily(
+        yield _labelled_gauge(
             "edm_relay_send_rate_messages_per_second",
             "Messages a relay gave its verdict on per second over the last minute",
-            labels=["relay"],
+            "relay",
+            ((relay.name, relay.sent_per_second) for relay in snapshot.relays),
         )
-        for relay in snapshot.relays:
-            if relay.sent_per_second is not None:
-                relay_sent.add_metric([relay.name], relay.sent_per_second)
-        yield relay_sent
-        domain_sent = GaugeMetricFamily(
+        yield _labelled_gauge(
             "edm_domain_send_rate_messages_per_second",
             "Messages sent to a recipient domain per second over the last minute (domains with "
             "a limit or a slow-down, and the busiest)",
-            labels=["domain"],
+            "domain",
+            ((domain.domain, domain.sent_per_second) for domain in snapshot.domains),
         )
-        for domain in snapshot.domains:
-            if domain.sent_per_second is not None:
-                domain_sent.add_metric([domain.domain], domain.sent_per_second)
-        yield domain_sent
+
+
+def _labelled_gauge(
+    name: str, documentation: str, label: str, values: Iterable[tuple[str, float | None]]
+) -> GaugeMetricFamily:
+    """One sample per label value; values that are None (not known) are left out."""
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for label_value, value in values:
+        if value is not None:
+            family.add_metric([label_value], value)
+    return family
 
 
 def _gauge(name: str, documentation: str, value: float | None) -> GaugeMetricFamily:
