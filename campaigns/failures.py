@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 
 from campaigns.batching import chunked
 from campaigns.errors import NotFound, StateError
+from campaigns.jobs import job_state_is
 from campaigns.models import Campaign, CampaignState, Job, JobState, Recipient, utc_now
 from campaigns.smtp_outcomes import ReplyClass, job_reply_class
 from campaigns.storage import Database
@@ -198,7 +199,7 @@ def _update_jobs(
     for ids in chunked(job_ids):
         # The state condition leaves alone a job a worker claimed since it was read.
         result = session.execute(
-            update(Job).where(Job.id.in_(ids), Job.state == from_state).values(**values)
+            update(Job).where(Job.id.in_(ids), job_state_is(from_state)).values(**values)
         )
         updated += result.rowcount
     return updated

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.batching import chunked
@@ -32,6 +32,18 @@ from campaigns.models import (
 )
 from campaigns.storage import Database
 from campaigns.suppression import SuppressionReason, insert_new_suppressions, suppression_row
+
+
+def job_state_is(state: str) -> ColumnElement[bool]:
+    """``jobs.state = state``, for a condition that also lists the jobs' ids.
+
+    Without table statistics SQLite answers ``id IN (...) AND state = ?`` from the state index
+    and reads every job in that state: each transmit mark would read all the jobs in flight,
+    and each chunk of a retry every failed job of the campaign. The concatenation keeps the
+    state index out, so the ids are looked up by primary key (PostgreSQL's statistics pick
+    the primary key on their own).
+    """
+    return Job.state.concat("") == state
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,10 @@ def claim_jobs(
     return claimed
 
 
+_RECORD_OUTCOME = update(Job).where(Job.id == bindparam("job_id"))
+"""Sets, for each row of parameters, the columns its keys name."""
+
+
 def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
     """Write many outcomes in one transaction (one round trip per outcome is the slow path)."""
     if not outcomes:
@@ -144,7 +160,7 @@ def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
     now = utc_now()
     rows = [
         {
-            "id": outcome.job_id,
+            "job_id": outcome.job_id,
             "state": outcome.state,
             "last_code": outcome.code,
             "last_status": outcome.status,
@@ -160,20 +176,28 @@ def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
         }
         for outcome in outcomes
     ]
-    with database.session() as session:
-        session.execute(update(Job), rows)
+    with database.transaction() as connection:
+        connection.execute(_RECORD_OUTCOME, rows)
         # Same transaction: a hard bounce is never recorded without its suppression, or the
         # address could be mailed again by a campaign that claims it meanwhile.
-        _record_refusals(session, outcomes)
+        _record_refusals(connection, outcomes)
 
 
-def _record_refusals(session: Session, outcomes: Sequence[JobOutcome]) -> None:
+def _record_refusals(connection: Connection, outcomes: Sequence[JobOutcome]) -> None:
     """Bounces the relay gave while sending: an event and counters on the job, like a bounce
     that arrives later, and the suppression a hard bounce calls for."""
     bounced = [outcome for outcome in outcomes if outcome.state == JobState.BOUNCED]
     suppressing = [outcome for outcome in outcomes if outcome.suppression_reason]
     if not bounced and not suppressing:
         return
+    with Session(bind=connection) as session:
+        _record_refusals_in(session, bounced, suppressing)
+        session.flush()
+
+
+def _record_refusals_in(
+    session: Session, bounced: list[JobOutcome], suppressing: list[JobOutcome]
+) -> None:
     by_job = {outcome.job_id: outcome for outcome in (*bounced, *suppressing)}
     rows = session.execute(
         select(Job.id, Job.campaign_id, Recipient.email_key)
@@ -221,7 +245,11 @@ def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) 
         for ids in chunked(list(job_ids)):
             result = session.execute(
                 update(Job)
-                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
+                .where(
+                    Job.id.in_(ids),
+                    job_state_is(JobState.SENDING),
+                    Job.claimed_by == worker_id,
+                )
                 .values(
                     state=JobState.QUEUED,
                     claimed_by=None,
@@ -234,6 +262,18 @@ def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) 
     return released
 
 
+_MARK_TRANSMITTING = (
+    update(Job)
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        job_state_is(JobState.SENDING),
+        Job.claimed_by == bindparam("worker_id"),
+    )
+    .values(state=JobState.TRANSMITTING)
+    .returning(Job.id)
+)
+
+
 def mark_transmitting(database: Database, job_ids: Sequence[int], *, worker_id: str) -> set[int]:
     """Record that these jobs' data is about to go to the relay; returns the ids still ours.
 
@@ -241,14 +281,9 @@ def mark_transmitting(database: Database, job_ids: Sequence[int], *, worker_id: 
     relay may have accepted, and those must never be handed to another worker to send again.
     """
     marked: set[int] = set()
-    with database.session() as session:
+    with database.transaction() as connection:
         for ids in chunked(list(job_ids)):
-            result = session.execute(
-                update(Job)
-                .where(Job.id.in_(ids), Job.state == JobState.SENDING, Job.claimed_by == worker_id)
-                .values(state=JobState.TRANSMITTING)
-                .returning(Job.id)
-            )
+            result = connection.execute(_MARK_TRANSMITTING, {"ids": ids, "worker_id": worker_id})
             marked.update(result.scalars())
     return marked
 
