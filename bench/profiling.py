@@ -45,7 +45,7 @@ PROJECT_BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
         ("db: claim batch", r"^claim_jobs \(campaigns/jobs\.py\)"),
-        ("db: record outcomes", r"^record_outcomes \(campaigns/jobs\.py\)"),
+        ("db: marks and outcomes", r"^write_jobs \(campaigns/jobs\.py\)"),
         ("db: leases, campaign state", r"^(renew_leases|release_jobs|campaign_states) "),
         ("dispatcher pass", r"^Dispatcher\.run_once "),
         ("render: tracking links", r"\(campaigns/tracking_links\.py\)"),
@@ -55,7 +55,7 @@ PROJECT_BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("tokens (HMAC)", r"\(campaigns/tokens\.py\)"),
         ("rate limiter (Redis)", r"\(workers/rate_limits/"),
         ("SMTP (pool, aiosmtplib, socket)", r"\((workers/smtp_pool\.py|aiosmtplib/)"),
-        ("delivery loop (other)", r"\(workers/(delivery|relays|outcome_recorder)\.py\)"),
+        ("delivery loop (other)", r"\(workers/(delivery|relays|job_writer)\.py\)"),
     )
 )
 # Otherwise the innermost frame of a library layer decides: every stack runs on all of them.

@@ -155,8 +155,31 @@ _RECORD_OUTCOME = update(Job).where(Job.id == bindparam("job_id"))
 
 def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
     """Write many outcomes in one transaction (one round trip per outcome is the slow path)."""
-    if not outcomes:
-        return
+    write_jobs(database, outcomes=outcomes)
+
+
+def write_jobs(
+    database: Database,
+    *,
+    outcomes: Sequence[JobOutcome] = (),
+    transmitting: Sequence[int] = (),
+    worker_id: str = "",
+) -> set[int]:
+    """Record ``outcomes`` and mark the ``transmitting`` jobs in one transaction; returns the
+    ids marked (those still ``worker_id``'s, see ``mark_transmitting``).
+
+    A sending worker writes both at once: on SQLite every transaction takes the one write
+    lock that all the worker processes share.
+    """
+    if not outcomes and not transmitting:
+        return set()
+    with database.transaction() as connection:
+        if outcomes:
+            _record_outcomes(connection, outcomes)
+        return _mark_transmitting(connection, transmitting, worker_id)
+
+
+def _record_outcomes(connection: Connection, outcomes: Sequence[JobOutcome]) -> None:
     now = utc_now()
     rows = [
         {
@@ -176,11 +199,10 @@ def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
         }
         for outcome in outcomes
     ]
-    with database.transaction() as connection:
-        connection.execute(_RECORD_OUTCOME, rows)
-        # Same transaction: a hard bounce is never recorded without its suppression, or the
-        # address could be mailed again by a campaign that claims it meanwhile.
-        _record_refusals(connection, outcomes)
+    connection.execute(_RECORD_OUTCOME, rows)
+    # Same transaction: a hard bounce is never recorded without its suppression, or the
+    # address could be mailed again by a campaign that claims it meanwhile.
+    _record_refusals(connection, outcomes)
 
 
 def _record_refusals(connection: Connection, outcomes: Sequence[JobOutcome]) -> None:
@@ -280,11 +302,14 @@ def mark_transmitting(database: Database, job_ids: Sequence[int], *, worker_id: 
     Committed before the data is sent: a worker that dies after this point leaves jobs the
     relay may have accepted, and those must never be handed to another worker to send again.
     """
+    return write_jobs(database, transmitting=job_ids, worker_id=worker_id)
+
+
+def _mark_transmitting(connection: Connection, job_ids: Sequence[int], worker_id: str) -> set[int]:
     marked: set[int] = set()
-    with database.transaction() as connection:
-        for ids in chunked(list(job_ids)):
-            result = connection.execute(_MARK_TRANSMITTING, {"ids": ids, "worker_id": worker_id})
-            marked.update(result.scalars())
+    for ids in chunked(list(job_ids)):
+        result = connection.execute(_MARK_TRANSMITTING, {"ids": ids, "worker_id": worker_id})
+        marked.update(result.scalars())
     return marked
 
 

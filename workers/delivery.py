@@ -41,11 +41,10 @@ from campaigns.storage import Database
 from campaigns.suppression import SuppressionReason
 from campaigns.templating import CompiledTemplate
 from campaigns.tracking_links import LinkTracker
-from workers.outcome_recorder import OutcomeRecorder
+from workers.job_writer import JobWriter, TransmitNotRecorded
 from workers.relays import RelaySet, recipient_domain
 from workers.send_rate_counters import SendRateCounters
 from workers.smtp_pool import BeforePayload, SendOutcome, SmtpPool
-from workers.transmit_marker import TransmitMarker, TransmitNotRecorded
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +143,10 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     )
     if not claimed:
         return BatchSummary(0, {}, 0, time.monotonic() - started)
-    marker = TransmitMarker(context.database, context.worker_id)
     waiting: deque[ClaimedJob] = deque(claimed)
     unfinished = {job.job_id for job in claimed}
     stopped_campaigns: set[int] = set()
-    recorder = OutcomeRecorder(context.database, context.send_rate_counters)
+    writer = JobWriter(context.database, context.worker_id, context.send_rate_counters)
     tally: Counter[str] = Counter()
 
     send_until = started + SEND_WINDOW_S
@@ -168,7 +166,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
                     context,
                     job,
                     should_stop=functools.partial(should_stop, job.campaign_id),
-                    before_payload=functools.partial(marker.mark, job.job_id),
+                    before_payload=functools.partial(writer.mark, job.job_id),
                 )
             except Exception as error:
                 # Start nothing more, but let the other connections finish what they began:
@@ -177,7 +175,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
                 return
             if outcome is None:
                 continue
-            recorder.add(outcome)
+            writer.add(outcome)
             unfinished.discard(job.job_id)
             tally[outcome.state] += 1
 
@@ -214,7 +212,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        await recorder.close()
+        await writer.close()
         released = 0
         if unfinished:
             released = await asyncio.to_thread(

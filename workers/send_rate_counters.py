@@ -1,6 +1,6 @@
 """Messages sent per relay and per recipient domain, counted in Redis for the dashboard.
 
-Workers add each group of recorded outcomes (``OutcomeRecorder``) to counters in 10-second
+Workers add each group of recorded outcomes (``JobWriter``) to counters in 10-second
 buckets, with one script call per group, so counting costs no round trip per message; the
 buckets expire after two minutes. The dashboard sums the last minute into messages per second.
 
