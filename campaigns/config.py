@@ -61,8 +61,11 @@ class Settings:
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
     templates_dir: Path = PROJECT_ROOT / "templates"
     batch_size: int = 500
-    smtp_connections: int = 4
-    """Connections each worker process keeps open to the relay."""
+    smtp_connections: int = 16
+    """Connections each worker process keeps open to the relay. Each send waits for its
+    transmit mark to be committed before the data goes; with many connections those waits
+    overlap and share transactions (bench 1x2 on SQLite: 4 connections 1,150 msg/s, 8 1,400,
+    16 1,550). A relay's ``max_connections`` caps it."""
     send_rate: float = 0.0
     """Messages per second across every worker and relay together; 0 means no limit."""
     relay_cooloff_s: float = 30.0
