@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from campaigns.config import PROJECT_ROOT
 from campaigns.errors import InputError
@@ -259,6 +261,26 @@ def test_from_and_dot_lines_are_encoded_so_relays_cannot_mangle_them() -> None:
     assert not re.search(rb"(?m)^(From |\.)", body)
     assert b"=46rom the team\r\n=2E\r\n=46rom here on\r\n=2E.and dots" in body
     assert content(parse(data), "plain") == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(st.sampled_from("ab =.\t\u00e9\u5c71\U0001f389F"), max_size=200), max_size=6
+    ).map("\n".join)
+)
+def test_quoted_printable_lines_decode_to_the_text_and_stay_short(text: str) -> None:
+    # Long lines, trailing spaces and tabs, "=", non-ASCII and empty lines, encoded line by line.
+    data = build(RenderedMessage(subject="s", html=text + "<p>x</p>", text="x\n" + text))
+
+    message = parse(data)
+    assert content(message, "plain") == "x\n" + text
+    assert content(message, "html") == text + "<p>x</p>"
+    for part in message.iter_parts():
+        if part["Content-Transfer-Encoding"] == "quoted-printable":
+            lines = part.get_payload().splitlines()
+            assert max(len(line) for line in lines) <= 76
+            assert not any(line.endswith((" ", "\t")) for line in lines)
 
 
 def test_the_boundary_is_random_per_campaign_and_absent_from_the_bodies() -> None:
