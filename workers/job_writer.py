@@ -56,10 +56,9 @@ class JobWriter:
 
     async def close(self) -> None:
         """Return once every outcome is written; raise when they could not be."""
+        # Every add() starts a writer if none runs, and a writer runs until nothing is left.
         if self._writer is not None:
             await self._writer
-        if self._outcomes:
-            await self._write_pending()
 
     def _start_writing(self) -> None:
         if self._writer is None or self._writer.done():
