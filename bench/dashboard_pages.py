@@ -27,11 +27,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from bench.services import fresh_database, scratch_dir
-from campaigns.campaign_service import campaign_status
-from campaigns.config import PROJECT_ROOT, Settings
-from campaigns.events import campaign_counters
-from campaigns.job_state_counts import fold_job_state_deltas, job_state_counts_by_scan
-from campaigns.storage import Database, open_database
+from campaigns.core.events import campaign_counters
+from campaigns.core.settings import PROJECT_ROOT, Settings
+from campaigns.core.storage import Database, open_database
+from campaigns.jobs.state_counts import fold_job_state_deltas, job_state_counts_by_scan
+from campaigns.lifecycle.campaign_service import campaign_status
 from dashboard.accounts import create_api_token, create_user
 from dashboard.app import create_app
 from dashboard.pages_campaigns import draw_charts

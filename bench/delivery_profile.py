@@ -1,5 +1,5 @@
-"""The delivery function alone: ``workers.delivery.deliver_batch`` driven in this process, with
-no Celery, into the same kind of sink, optionally under pyinstrument::
+"""The delivery function alone: ``workers.delivery.batch.deliver_batch`` driven in this
+process, with no Celery, into the same kind of sink, optionally under pyinstrument::
 
     .venv/bin/python -m bench.delivery_profile --recipients 10000 --pyinstrument
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.services import bench_redis, edm_environment, scratch_dir
 from bench.sinks import SmtpSink, choose_sink_kind
-from campaigns.sample_lists import write_sample_list
+from campaigns.lists.sample_lists import write_sample_list
 
 SENDER = "Bench News <news@bench.example>"
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         batches = _scheduled_batches(data_dir, args.recipients, tracking=not args.no_tracking)
 
-        from workers.delivery import deliver_batch
+        from workers.delivery.batch import deliver_batch
         from workers.process_state import delivery_context, run_on_process_loop
 
         context = delivery_context()
@@ -81,12 +81,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _scheduled_batches(data_dir: Path, rows: int, *, tracking: bool) -> list[list[int]]:
     """Import a sample list, schedule a campaign for it, and cut its jobs into batches as the
     dispatcher does (the dispatcher marks them published; nothing is sent to a broker)."""
-    from campaigns.campaign_service import create_campaign, schedule_campaign
-    from campaigns.config import Settings
-    from campaigns.dispatch import Dispatcher, DispatchLimits
-    from campaigns.importer import import_recipients
-    from campaigns.models import utc_now
-    from campaigns.storage import open_database
+    from campaigns.core.models import utc_now
+    from campaigns.core.settings import Settings
+    from campaigns.core.storage import open_database
+    from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+    from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+    from campaigns.lists.importer import import_recipients
 
     settings = Settings.from_env()
     database = open_database(settings.resolved_database_url)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from bench.naive_baseline import build_message
-from campaigns.campaign_service import render_context, unsubscribe_url
-from campaigns.config import Settings
-from campaigns.message import MessageSkeleton
-from campaigns.templating import CompiledTemplate, load_template
+from campaigns.content.message import MessageSkeleton
+from campaigns.content.templating import CompiledTemplate, load_template
+from campaigns.core.settings import Settings
+from campaigns.lifecycle.campaign_service import render_context, unsubscribe_url
 
 TEMPLATE = "newsletter"
 

@@ -25,12 +25,12 @@ from sqlalchemy import update
 from bench import cpu_usage
 from bench.project_run import SENDER, edm_command
 from bench.services import delete_queue_keys, edm_environment, fresh_database, scratch_dir
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.models import Job, utc_now
-from campaigns.sample_lists import write_sample_list
-from campaigns.storage import Database, open_database
+from campaigns.core.models import Job, utc_now
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database, open_database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.sample_lists import write_sample_list
 
 LIST_NAME = "million"
 NO_REDISPATCH_S = 86_400.0

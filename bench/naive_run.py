@@ -20,7 +20,7 @@ from bench import cpu_usage
 from bench.processes import end_process, log_tail, start_logged, wait_for_log_line
 from bench.services import RedisService, delete_queue_keys
 from bench.sinks import SmtpSink
-from campaigns.fields import EMAIL_FIELD, find_email_column, normalise_field_name
+from campaigns.lists.fields import EMAIL_FIELD, find_email_column, normalise_field_name
 
 WORKER_PROCESSES = 2
 READY_TIMEOUT_S = 60.0

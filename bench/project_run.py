@@ -30,9 +30,9 @@ from bench.services import (
     scratch_dir,
 )
 from bench.sinks import SmtpSink
-from campaigns.campaign_service import CampaignStatus, campaign_status
-from campaigns.config import Settings
-from campaigns.storage import open_database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import open_database
+from campaigns.lifecycle.campaign_service import CampaignStatus, campaign_status
 
 WORKER_MODES = {
     "1x2": ("one `edm worker --concurrency 2`", [2]),
@@ -69,7 +69,7 @@ class ProjectResult:
 
 def edm_command(*args: str) -> list[str]:
     """``edm ARGS`` as this interpreter runs it (the same entry point as the console script)."""
-    return [sys.executable, "-m", "campaigns", *args]
+    return [sys.executable, "-m", "edm", *args]
 
 
 def run_edm_json(args: list[str], env: dict[str, str], *, timeout_s: float) -> dict[str, object]:

@@ -30,8 +30,8 @@ from bench.project_run import SENDER, WORKER_MODES, run_project
 from bench.report import print_report
 from bench.services import bench_redis, scratch_dir
 from bench.sinks import SmtpSink, choose_sink_kind
-from campaigns.errors import EdmError
-from campaigns.sample_lists import write_sample_list
+from campaigns.core.errors import EdmError
+from campaigns.lists.sample_lists import write_sample_list
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 DEFAULT_RECIPIENTS = 20_000

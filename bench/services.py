@@ -15,7 +15,7 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from campaigns.config import normalise_database_url
+from campaigns.core.settings import normalise_database_url
 from workers.embedded_redis import EmbeddedRedis, check_redis, redacted_url
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from campaigns.campaign_service import render_context, unsubscribe_url
-from campaigns.config import Settings
-from campaigns.message import MessageSkeleton
-from campaigns.storage import Database
-from campaigns.templating import CompiledTemplate, load_template
-from campaigns.tracking_links import LinkTracker
+from campaigns.content.message import MessageSkeleton
+from campaigns.content.templating import CompiledTemplate, load_template
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import render_context, unsubscribe_url
+from campaigns.tracking.links import LinkTracker
 
 BASE_URL = "https://mail.bench.example"
 SECRET = b"bench-secret"

@@ -17,10 +17,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.errors import InputError, NotFound
-from campaigns.fields import email_key, normalise_email
-from campaigns.models import ApiToken, DashboardSession, DashboardUser, utc_now
-from campaigns.storage import Database
+from campaigns.core.errors import InputError, NotFound
+from campaigns.core.models import ApiToken, DashboardSession, DashboardUser, utc_now
+from campaigns.core.storage import Database
+from campaigns.lists.fields import email_key, normalise_email
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from campaigns import campaign_service
-from campaigns.csv_export import safe_cell
-from campaigns.failures import retry_failures
-from campaigns.models import JobState
+from campaigns.core.models import JobState
+from campaigns.core.spreadsheet_csv import safe_cell
+from campaigns.lifecycle import campaign_service
+from campaigns.lifecycle.failures import retry_failures
+from campaigns.lifecycle.schedule_requests import When, schedule_plan
 from dashboard.api_templates import PreviewOut
 from dashboard.auth import signed_in
 from dashboard.campaign_queries import (
@@ -45,10 +46,9 @@ from dashboard.dependencies import (
     SettingsDep,
     Text,
 )
-from dashboard.scheduling import When, schedule_plan
 from dashboard.template_files import checked_name
 from dashboard.template_preview import campaign_preview
-from workers.relay_config import relay_names
+from workers.relays.config import relay_names
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(signed_in)])
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the recipient's job id")]

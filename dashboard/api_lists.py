@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from campaigns.csv_export import write_csv
+from campaigns.core.spreadsheet_csv import write_csv
 from dashboard.auth import CurrentUser, signed_in
 from dashboard.background_imports import ImportProgress
 from dashboard.dependencies import MAX_ID, DatabaseDep, ImportsDep, ListId, Text

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.config import Settings
-from campaigns.errors import InputError
-from campaigns.storage import Database
-from campaigns.templating import TemplateSource
+from campaigns.content.templating import TemplateSource
+from campaigns.core.errors import InputError
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
 from dashboard.auth import signed_in
 from dashboard.dependencies import MAX_ID, DatabaseDep, SettingsDep, Text
 from dashboard.list_queries import first_recipient, recipient_fields

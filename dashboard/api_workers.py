@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from campaigns.errors import ServiceUnavailable
+from campaigns.core.errors import ServiceUnavailable
 from dashboard.auth import signed_in
 from dashboard.dependencies import MonitorDep
 from dashboard.worker_monitor import DomainLimitRow, RelayLimitRow, WorkerRow, WorkersSnapshot

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from campaigns.config import Settings
-from campaigns.storage import Database, open_database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database, open_database
 from dashboard import (
     api_campaigns,
     api_lists,
@@ -32,9 +32,9 @@ from dashboard.background_imports import BackgroundImports
 from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
-from dashboard.tracking import tracking_router
 from dashboard.ttl_cache import TtlCache
-from dashboard.webhooks import webhook_router
+from public_endpoints.tracking import tracking_router
+from public_endpoints.webhooks import webhook_router
 
 
 class AccountOut(BaseModel):

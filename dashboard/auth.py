@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.storage import Database
+from campaigns.core.storage import Database
 from dashboard.accounts import SignedIn, session_user, token_user
 
 SESSION_COOKIE = "edm_session"

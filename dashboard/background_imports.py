@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select, update
 
-from campaigns.errors import EdmError, InputError, NotFound
-from campaigns.importer import import_recipients
-from campaigns.models import ImportTask, utc_now
-from campaigns.storage import Database
+from campaigns.core.errors import EdmError, InputError, NotFound
+from campaigns.core.models import ImportTask, utc_now
+from campaigns.core.storage import Database
+from campaigns.lists.importer import import_recipients
 from dashboard.file_progress import bytes_read
 
 log = logging.getLogger("edm.dashboard.imports")

@@ -13,10 +13,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
-from campaigns.campaign_service import CampaignStatus, campaign_status
-from campaigns.errors import NotFound
-from campaigns.events import campaign_counters, job_history
-from campaigns.models import (
+from campaigns.core.errors import NotFound
+from campaigns.core.events import campaign_counters, job_history
+from campaigns.core.models import (
     PENDING_JOB_STATES,
     Campaign,
     EventKind,
@@ -26,8 +25,9 @@ from campaigns.models import (
     Recipient,
     RecipientList,
 )
-from campaigns.smtp_outcomes import job_reply_class
-from campaigns.storage import Database
+from campaigns.core.reply_classes import job_reply_class
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import CampaignStatus, campaign_status
 from dashboard.list_queries import starts_with_conditions
 
 MAX_PAGE = 200

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from pydantic import AfterValidator
 
-from campaigns.config import Settings
-from campaigns.storage import Database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
 from dashboard.auth import app_database
 from dashboard.background_imports import BackgroundImports
 from dashboard.sign_in_limits import SignInLimiter

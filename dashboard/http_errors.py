@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.errors import EdmError, InputError, NotFound, ServiceUnavailable, StateError
+from campaigns.core.errors import EdmError, InputError, NotFound, ServiceUnavailable, StateError
 from dashboard.auth import CsrfRefused, SignInRequired
 
 log = logging.getLogger("edm.dashboard")

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from campaigns.errors import NotFound
-from campaigns.models import Recipient, RecipientList
-from campaigns.storage import Database
+from campaigns.core.errors import NotFound
+from campaigns.core.models import Recipient, RecipientList
+from campaigns.core.storage import Database
 
 MAX_PAGE = 200
 

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from campaigns.models import JobState
+from campaigns.core.models import JobState
 from dashboard.api_workers import snapshot_of
 from dashboard.auth import signed_in
 from dashboard.dependencies import MonitorDep

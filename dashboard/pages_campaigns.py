@@ -13,10 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from campaigns import campaign_service
-from campaigns.errors import EdmError
-from campaigns.failures import retry_failures
-from campaigns.models import CampaignState, JobState
+from campaigns.core.errors import EdmError
+from campaigns.core.models import CampaignState, JobState
+from campaigns.lifecycle import campaign_service
+from campaigns.lifecycle.failures import retry_failures
+from campaigns.lifecycle.schedule_requests import schedule_plan
 from dashboard.auth import signed_in
 from dashboard.campaign_queries import (
     bounce_reasons,
@@ -40,10 +41,9 @@ from dashboard.dependencies import (
 from dashboard.http_errors import status_of
 from dashboard.list_queries import list_summaries
 from dashboard.page_rendering import render
-from dashboard.scheduling import schedule_plan
 from dashboard.template_files import checked_name, template_names
 from dashboard.template_preview import campaign_preview
-from workers.relay_config import relay_names
+from workers.relays.config import relay_names
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 

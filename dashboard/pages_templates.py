@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
-from campaigns.errors import EdmError
-from campaigns.templating import TemplateSource
+from campaigns.content.templating import TemplateSource
+from campaigns.core.errors import EdmError
 from dashboard.auth import signed_in
 from dashboard.dependencies import DatabaseDep, SettingsDep, Text
 from dashboard.http_errors import status_of

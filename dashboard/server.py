@@ -5,14 +5,15 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
-from campaigns.config import Settings
-from campaigns.storage import Database, open_database
+from campaigns.core.errors import InputError
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database, open_database
+from dashboard.app import create_app
+from dashboard.worker_monitor import WorkerMonitor
 
 
 def build_dashboard(settings: Settings, *, database: Database | None = None) -> FastAPI:
     """The app with its worker monitor on the configured (or published embedded) Redis."""
-    from dashboard.app import create_app
-    from dashboard.worker_monitor import WorkerMonitor
 
     database = database or open_database(settings.resolved_database_url)
     return create_app(settings, database=database, monitor=WorkerMonitor(settings, database))
@@ -25,8 +26,6 @@ def serve_dashboard(settings: Settings, *, host: str, port: int) -> None:
     try:
         uvicorn.run(app, host=host, port=port, server_header=False, log_level="info")
     except OSError as error:
-        from campaigns.errors import InputError
-
         raise InputError(
             f"--host/--port: cannot listen on {host}:{port}: {error.strerror or error}"
         ) from None

@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from campaigns.config import Settings
-from campaigns.errors import InputError
-from campaigns.fields import email_key, normalise_email
+from campaigns.core.errors import InputError
+from campaigns.core.settings import Settings
+from campaigns.lists.fields import email_key, normalise_email
 from workers.embedded_redis import known_redis_url, redacted_url
 
 log = logging.getLogger("edm.dashboard.sign_in")

@@ -1,8 +1,8 @@
 """The email templates folder as the dashboard edits it: list, read, save.
 
 A template is a folder under ``EDM_TEMPLATES_DIR`` holding ``subject.txt``, ``body.html`` and
-optionally ``body.txt`` (see ``campaigns.templating``). Saving compiles the parts first, so a
-template with a syntax error is never written, and each file is replaced atomically.
+optionally ``body.txt`` (see ``campaigns.content.templating``). Saving compiles the parts
+first, so a template with a syntax error is never written, and each file is replaced atomically.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaigns.errors import InputError, NotFound
-from campaigns.templating import (
+from campaigns.content.templating import (
     HTML_FILE,
     SUBJECT_FILE,
     TEXT_FILE,
@@ -21,6 +20,7 @@ from campaigns.templating import (
     TemplateSource,
     load_template,
 )
+from campaigns.core.errors import InputError, NotFound
 
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_PART_CHARS = 1_000_000

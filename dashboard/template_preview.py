@@ -14,17 +14,22 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from campaigns.campaign_service import campaign_template, render_context
-from campaigns.config import Settings
-from campaigns.dkim_keys import signer_from_settings
-from campaigns.errors import NotFound
-from campaigns.fields import normalise_email
-from campaigns.message import MessageSkeleton
-from campaigns.models import Campaign, Recipient, RecipientList
-from campaigns.storage import Database
-from campaigns.templating import CompiledTemplate, RenderedMessage, TemplateSource, missing_fields
-from workers.relay_config import load_relay_config
-from workers.smtp_pool import SmtpPool
+from campaigns.content.dkim_keys import signer_from_settings
+from campaigns.content.message import MessageSkeleton
+from campaigns.content.templating import (
+    CompiledTemplate,
+    RenderedMessage,
+    TemplateSource,
+    missing_fields,
+)
+from campaigns.core.errors import NotFound
+from campaigns.core.models import Campaign, Recipient, RecipientList
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import campaign_template, render_context
+from campaigns.lists.fields import normalise_email
+from workers.relays.config import load_relay_config
+from workers.smtp.pool import SmtpPool
 
 PREVIEW_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe-preview"
 PREVIEW_CAMPAIGN_NAME = "Preview"

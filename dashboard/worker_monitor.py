@@ -9,9 +9,9 @@ Two background threads keep a snapshot that pages and ``/metrics`` read without 
 - the *sampler* asks each newly seen worker, through Celery's remote control (``inspect``, one
   second at most), for its process id, concurrency and queues, so workers of other installations
   sharing the Redis are left out; and every couple of seconds reads the broker's queue length,
-  the relays' and domains' rates in force (``workers.relay_rates``) and the rates measured
-  through each (``workers.send_rate_counters``), and jobs by state from the counts the job
-  table's triggers keep (``campaigns.job_state_counts``: a few rows, however big the campaigns),
+  the relays' and domains' rates in force (``workers.relays.rates``) and the rates measured
+  through each (``workers.delivery.send_rate_counters``), and jobs by state from the counts the job
+  table's triggers keep (``campaigns.jobs.state_counts``: a few rows, however big the campaigns),
   from which the send rate, the jobs due and the stuck alarm follow.
 """
 
@@ -27,13 +27,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from redis.asyncio import Redis
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from campaigns.config import Settings
-from campaigns.errors import EdmError
-from campaigns.job_state_counts import job_state_counts_by_campaign, job_state_totals
-from campaigns.models import (
+from campaigns.core.errors import EdmError
+from campaigns.core.models import (
     CLAIMABLE_JOB_STATES,
     PENDING_JOB_STATES,
     Campaign,
@@ -42,8 +41,14 @@ from campaigns.models import (
     JobState,
     utc_now,
 )
-from campaigns.storage import Database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.jobs.state_counts import job_state_counts_by_campaign, job_state_totals
+from workers.celery_app import make_celery
+from workers.delivery.send_rate_counters import measured_send_rates
 from workers.embedded_redis import known_redis_url, redacted_url
+from workers.relays.config import load_relay_config
+from workers.relays.rates import effective_rates
 
 log = logging.getLogger("edm.dashboard.workers")
 
@@ -315,8 +320,6 @@ class WorkerMonitor:
         return known_redis_url(self._settings.redis_url, self._settings.data_dir)
 
     def _celery(self, url: str) -> Any:
-        from workers.celery_app import make_celery
-
         return make_celery(self._settings, url)
 
     # --- Celery events -------------------------------------------------------------------
@@ -523,7 +526,6 @@ class WorkerMonitor:
         return self._later
 
     def _sample_rates(self, url: str) -> None:
-        from workers.relay_config import load_relay_config
 
         try:
             config = load_relay_config(self._settings)
@@ -597,10 +599,6 @@ class WorkerMonitor:
 
 async def _read_rates(url: str, config: Any) -> tuple[Any, Any]:
     """The limits in force and the send rates measured over the last minute."""
-    from redis.asyncio import Redis
-
-    from workers.relay_rates import effective_rates
-    from workers.send_rate_counters import measured_send_rates
 
     client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:

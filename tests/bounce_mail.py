@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from campaigns.bounces.verp import return_path_for
-from campaigns.message import message_id_for
-from campaigns.models import Campaign, Job, JobState, Recipient, utc_now
-from campaigns.storage import Database
+from campaigns.content.message import message_id_for
+from campaigns.core.models import Campaign, Job, JobState, Recipient, utc_now
+from campaigns.core.storage import Database
 from tests.factories import campaign_with_jobs
 
 CORPUS_DIR = Path(__file__).resolve().parent / "bounce_corpus"

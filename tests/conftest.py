@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from campaigns.storage import Database, open_database
+from campaigns.core.storage import Database, open_database
 from tests.dovecot_server import DOVECOT, DovecotServer
 from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
 from tests.dovecot_server import USER as MAILBOX_USER
@@ -122,7 +122,7 @@ def run_edm(
     args: list[str], env: dict[str, str], *, timeout_s: float = 120, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "campaigns", *args],
+        [sys.executable, "-m", "edm", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -142,7 +142,7 @@ def start_worker(
         *, concurrency: int = 1, dispatcher: bool = True, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         log_path = tmp_path / f"worker-{len(started)}.log"
-        args = [sys.executable, "-m", "campaigns", "worker", f"--concurrency={concurrency}"]
+        args = [sys.executable, "-m", "edm", "worker", f"--concurrency={concurrency}"]
         if not dispatcher:
             args.append("--no-dispatcher")
         with log_path.open("wb") as log_file:

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from campaigns.config import PROJECT_ROOT, Settings
-from campaigns.storage import Database
+from campaigns.core.settings import PROJECT_ROOT, Settings
+from campaigns.core.storage import Database
 from dashboard.accounts import create_api_token, create_user
 from dashboard.app import create_app
 

@@ -8,16 +8,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.importer import import_recipients
-from campaigns.models import utc_now
-from campaigns.storage import Database
+from campaigns.core.models import utc_now
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.importer import import_recipients
 from tests.smtp_server import RecordingSmtpServer
-from workers.delivery import DeliveryContext, deliver_batch
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
+from workers.delivery.batch import DeliveryContext, deliver_batch
+from workers.smtp.pool import SmtpPool
+from workers.smtp.url import parse_smtp_url
 
 
 def scheduled_campaign(database: Database, folder: Path, addresses: Sequence[str]) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from campaigns.models import Campaign, CampaignState, Job, Recipient, RecipientList, utc_now
-from campaigns.storage import Database
+from campaigns.core.models import Campaign, CampaignState, Job, Recipient, RecipientList, utc_now
+from campaigns.core.storage import Database
 
 
 def campaign_with_jobs(

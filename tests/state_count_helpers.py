@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from campaigns.job_state_counts import job_state_counts, job_state_counts_by_scan
-from campaigns.storage import Database
+from campaigns.core.storage import Database
+from campaigns.jobs.state_counts import job_state_counts, job_state_counts_by_scan
 
 
 def counted_by_scan(database: Database, campaign_id: int) -> dict[str, int]:

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.events import campaign_counters
-from campaigns.models import Job, JobEvent, JobState, Recipient, Suppression, utc_now
-from campaigns.storage import Database
+from campaigns.core.events import campaign_counters
+from campaigns.core.models import Job, JobEvent, JobState, Recipient, Suppression, utc_now
+from campaigns.core.storage import Database
 from tests.bounce_mail import corpus_message
 from tests.conftest import deliver_to_mailbox, run_edm, wait_until
 from tests.dovecot_server import DovecotServer
@@ -62,7 +62,7 @@ def relay() -> Iterator[RecordingSmtpServer]:
 def _start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "campaigns", *args],
+            [sys.executable, "-m", "edm", *args],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -23,21 +23,21 @@ from sqlalchemy import select
 
 from campaigns.bounces.intake import BounceIntake, IntakeOutcome
 from campaigns.bounces.policy import BouncePolicy
-from campaigns.errors import InputError, ServiceUnavailable
-from campaigns.events import campaign_counters, job_history
-from campaigns.models import Job, JobState, Suppression
-from campaigns.storage import Database
-from campaigns.tokens import sign_job_token
+from campaigns.core.errors import InputError, ServiceUnavailable
+from campaigns.core.events import campaign_counters, job_history
+from campaigns.core.models import Job, JobState, Suppression
+from campaigns.core.storage import Database
+from campaigns.tracking.tokens import sign_job_token
 from tests.bounce_mail import BOUNCE_DOMAIN, SentJob, message_for, sent_jobs
 from tests.conftest import deliver_to_mailbox, wait_until
 from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
 from tests.dovecot_server import USER as MAILBOX_USER
 from tests.dovecot_server import DovecotServer
-from workers.bounce_mailbox import parse_mailbox_url, poll_mailbox
-from workers.bounce_server import BounceHandler
+from workers.receivers.bounce_mailbox import parse_mailbox_url, poll_mailbox
+from workers.receivers.bounce_server import BounceHandler
 
 SECRET = b"test-secret"
-EDM = (sys.executable, "-m", "campaigns")
+EDM = (sys.executable, "-m", "edm")
 
 
 @pytest.fixture

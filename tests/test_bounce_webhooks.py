@@ -24,11 +24,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from campaigns.config import Settings
-from campaigns.events import campaign_counters, job_history
-from campaigns.models import Job, JobState, Suppression
-from campaigns.storage import Database
-from dashboard.webhooks import webhook_router
+from campaigns.core.events import campaign_counters, job_history
+from campaigns.core.models import Job, JobState, Suppression
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from public_endpoints.webhooks import webhook_router
 from tests.bounce_mail import SentJob, sent_jobs
 
 SECRET = b"test-secret"

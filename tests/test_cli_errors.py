@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.models import Campaign, Recipient, RecipientList
-from campaigns.storage import open_database
+from campaigns.core.models import Campaign, Recipient, RecipientList
+from campaigns.core.storage import open_database
 from tests.conftest import run_edm
 
 GOOD_CSV = (

@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from campaigns.css_inlining import inline_css_template, same_document
-from campaigns.templating import PRE_INLINED_CHECKS, CompiledTemplate, TemplateSource, load_template
+from campaigns.content.css_inlining import inline_css_template, same_document
+from campaigns.content.templating import (
+    PRE_INLINED_CHECKS,
+    CompiledTemplate,
+    TemplateSource,
+    load_template,
+)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLE = "<style>p { color: red; } .note { font-weight: bold; }</style>"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from campaigns.models import Job, JobState
-from campaigns.storage import Database
+from campaigns.core.models import Job, JobState
+from campaigns.core.storage import Database
 from dashboard.app import create_app
 from tests.dashboard_helpers import (
     SAMPLE_CSV,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.config import PROJECT_ROOT
+from campaigns.core.settings import PROJECT_ROOT
 from tests.conftest import _stop_process_group, run_edm, wait_until
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.smtp_server import RecordingSmtpServer
@@ -74,7 +74,7 @@ def served(edm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "campaigns", "serve", "--port", str(port)],
+            [sys.executable, "-m", "edm", "serve", "--port", str(port)],
             env=edm_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -41,7 +41,7 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "campaigns", "serve", "--port", str(port)],
+        [sys.executable, "-m", "edm", "serve", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -141,7 +141,7 @@ def test_the_demo_can_leave_the_dashboard_running(tmp_path: Path) -> None:
     output = tmp_path / "demo.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "campaigns", "demo", "--serve", "--port", str(port)],
+            [sys.executable, "-m", "edm", "demo", "--serve", "--port", str(port)],
             cwd=tmp_path,
             env={**environment, "COLUMNS": "200"},
             stdout=sink,

@@ -13,10 +13,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.importer import import_recipients
-from campaigns.models import utc_now
-from campaigns.storage import open_database
+from campaigns.core.models import utc_now
+from campaigns.core.storage import open_database
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.importer import import_recipients
 from dashboard.accounts import create_api_token, create_user
 from dashboard.app import create_app
 from dashboard.worker_monitor import WorkerMonitor

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.storage import Database
+from campaigns.core.storage import Database
 from dashboard.worker_monitor import WorkerMonitor
 from tests.dashboard_helpers import (
     SAMPLE_CSV,

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns.errors import InputError
+from campaigns.core.errors import InputError
+from campaigns.lifecycle.schedule_requests import schedule_plan
 from dashboard.auth_pages import safe_next
 from dashboard.campaign_queries import Bucket
 from dashboard.charts import events_chart, sends_chart
-from dashboard.scheduling import schedule_plan
 from dashboard.ttl_cache import TtlCache
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)

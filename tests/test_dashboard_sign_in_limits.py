@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from campaigns.config import Settings
-from campaigns.storage import Database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
 from dashboard.accounts import create_user
 from dashboard.app import create_app
 from tests.conftest import wait_until

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
-from campaigns.importer import import_recipients
-from campaigns.models import CampaignState, Job, JobState, utc_now
-from campaigns.storage import Database, open_database
+from campaigns.core.models import CampaignState, Job, JobState, utc_now
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database, open_database
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.importer import import_recipients
 from dashboard.worker_monitor import WorkerMonitor
 from tests.conftest import _stop_process_group, wait_until
 from tests.dashboard_helpers import dashboard_settings, running_dashboard, sign_in
@@ -102,7 +102,7 @@ def test_work_waiting_with_no_worker_raises_the_stuck_alarm(
     campaign_id = _campaign(edm_database, settings, tmp_path, 5)
     schedule_campaign(edm_database, campaign_id, send_at=utc_now())
     # No dispatcher either: the campaign is started by hand, as the dispatcher would.
-    from campaigns.dispatch import Dispatcher, DispatchLimits
+    from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 
     Dispatcher(
         edm_database, publish=lambda _ids: None, queue_depth=lambda: 0, limits=DispatchLimits()

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from campaigns.campaign_service import (
+from campaigns.core.models import Job, JobState, Recipient, utc_now
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import (
     create_campaign,
     pause_campaign,
     resume_campaign,
     schedule_campaign,
 )
-from campaigns.importer import import_recipients
-from campaigns.models import Job, JobState, Recipient, utc_now
-from campaigns.storage import Database
+from campaigns.lists.importer import import_recipients
 from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.smtp_server import DataEnd, RecordingSmtpServer
 

@@ -10,8 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from campaigns.demo import SAMPLE_LIST
-from campaigns.sample_lists import write_demo_list
+from campaigns.lists.sample_lists import DEMO_LIST as SAMPLE_LIST
+from campaigns.lists.sample_lists import write_demo_list
 
 
 def test_demo_delivers_every_valid_sample_recipient_exactly_once(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_demo_delivers_every_valid_sample_recipient_exactly_once(tmp_path: Path)
     assert facts.path.read_bytes() == SAMPLE_LIST.read_bytes(), "shipped sample list drifted"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
     result = subprocess.run(
-        [sys.executable, "-m", "campaigns", "demo"],
+        [sys.executable, "-m", "edm", "demo"],
         cwd=tmp_path,
         env={**environment, "COLUMNS": "100"},
         capture_output=True,

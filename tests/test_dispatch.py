@@ -8,15 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.jobs import (
-    JobOutcome,
-    claim_jobs,
-    mark_transmitting,
-    record_outcomes,
-    release_jobs,
-)
-from campaigns.models import (
+from campaigns.core.models import (
     Campaign,
     CampaignState,
     Job,
@@ -24,7 +16,15 @@ from campaigns.models import (
     Suppression,
     utc_now,
 )
-from campaigns.storage import Database
+from campaigns.core.storage import Database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+from campaigns.jobs.job_store import (
+    JobOutcome,
+    claim_jobs,
+    mark_transmitting,
+    record_outcomes,
+    release_jobs,
+)
 from tests.factories import campaign_with_jobs
 
 

@@ -16,23 +16,23 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
-from campaigns.dkim import DkimSigner, relaxed_body, relaxed_header
-from campaigns.dkim_keys import generate_private_key, load_private_key, signer_from_settings
-from campaigns.errors import ConfigError
-from campaigns.importer import import_recipients
-from campaigns.message import MessageSkeleton
-from campaigns.models import utc_now
-from campaigns.storage import Database
-from campaigns.templating import RenderedMessage
+from campaigns.content.dkim import DkimSigner, relaxed_body, relaxed_header
+from campaigns.content.dkim_keys import generate_private_key, load_private_key, signer_from_settings
+from campaigns.content.message import MessageSkeleton
+from campaigns.content.templating import RenderedMessage
+from campaigns.core.errors import ConfigError
+from campaigns.core.models import utc_now
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.importer import import_recipients
 from tests.conftest import run_edm
 from tests.delivery_helpers import publish_due_jobs
 from tests.smtp_server import RecordingSmtpServer
 from workers import process_state
-from workers.delivery import DeliveryContext, deliver_batch
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
+from workers.delivery.batch import DeliveryContext, deliver_batch
+from workers.smtp.pool import SmtpPool
+from workers.smtp.url import parse_smtp_url
 
 DOMAIN = "example.com"
 SELECTOR = "edm2026"

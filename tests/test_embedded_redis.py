@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from campaigns.errors import ServiceUnavailable
+from campaigns.core.errors import ServiceUnavailable
 from workers import embedded_redis
 from workers.embedded_redis import (
     EmbeddedRedis,

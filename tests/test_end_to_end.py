@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from campaigns.models import Job, JobState, Recipient
-from campaigns.sample_lists import write_sample_list
-from campaigns.storage import open_database
+from campaigns.core.models import Job, JobState, Recipient
+from campaigns.core.storage import open_database
+from campaigns.lists.sample_lists import write_sample_list
 from tests.conftest import run_edm, wait_until
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from campaigns.events import campaign_counters, job_history, record_event
-from campaigns.models import EventKind
-from campaigns.storage import Database
+from campaigns.core.events import campaign_counters, job_history, record_event
+from campaigns.core.models import EventKind
+from campaigns.core.storage import Database
 from tests.factories import campaign_with_jobs
 
 

@@ -15,11 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.errors import NotFound, StateError
-from campaigns.failures import retry_failures, undelivered_recipients
-from campaigns.jobs import JobOutcome, record_outcomes
-from campaigns.models import (
+from campaigns.core.errors import NotFound, StateError
+from campaigns.core.models import (
     Campaign,
     CampaignState,
     Job,
@@ -28,8 +25,11 @@ from campaigns.models import (
     Suppression,
     utc_now,
 )
-from campaigns.smtp_outcomes import ReplyClass
-from campaigns.storage import Database
+from campaigns.core.reply_classes import ReplyClass
+from campaigns.core.storage import Database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+from campaigns.jobs.job_store import JobOutcome, record_outcomes
+from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
 from tests.conftest import run_edm
 from tests.delivery_helpers import (
     deliver,

@@ -24,8 +24,7 @@ from typing import ClassVar
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.jobs import LOST_IN_TRANSMISSION
-from campaigns.models import (
+from campaigns.core.models import (
     IN_FLIGHT_JOB_STATES,
     Campaign,
     CampaignState,
@@ -34,7 +33,8 @@ from campaigns.models import (
     Recipient,
     Suppression,
 )
-from campaigns.storage import Database
+from campaigns.core.storage import Database
+from campaigns.jobs.job_store import LOST_IN_TRANSMISSION
 from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import scheduled_campaign
 from tests.smtp_server import DataEnd, RecordingSmtpServer

@@ -16,14 +16,14 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
-from campaigns import fields as fields_module
-from campaigns.csv_source import detect_layout
-from campaigns.errors import CsvImportError, InputError
-from campaigns.fields import find_email_column, normalise_email, normalise_field_name
-from campaigns.importer import ImportReport, RejectedRow, import_recipients
-from campaigns.models import Recipient, RecipientList, Suppression
-from campaigns.sample_lists import write_sample_list
-from campaigns.storage import Database
+from campaigns.core.errors import CsvImportError, InputError
+from campaigns.core.models import Recipient, RecipientList, Suppression
+from campaigns.core.storage import Database
+from campaigns.lists import fields as fields_module
+from campaigns.lists.csv_source import detect_layout
+from campaigns.lists.fields import find_email_column, normalise_email, normalise_field_name
+from campaigns.lists.importer import ImportReport, RejectedRow, import_recipients
+from campaigns.lists.sample_lists import write_sample_list
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:

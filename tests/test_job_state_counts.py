@@ -17,18 +17,23 @@ from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy import delete, func, select, text, update
 
-from campaigns.campaign_service import campaign_status, cancel_campaign
-from campaigns.failures import retry_failures
-from campaigns.job_state_counts import (
+from campaigns.core.models import Campaign, Job, JobState, JobStateCount, JobStateDelta, utc_now
+from campaigns.core.storage import MIGRATIONS_DIR, Database
+from campaigns.jobs.job_store import (
+    claim_jobs,
+    mark_transmitting,
+    release_expired_leases,
+    release_jobs,
+)
+from campaigns.jobs.state_counts import (
     fold_job_state_deltas,
     job_state_counts,
     job_state_counts_by_campaign,
     job_state_totals,
 )
-from campaigns.jobs import claim_jobs, mark_transmitting, release_expired_leases, release_jobs
-from campaigns.models import Campaign, Job, JobState, JobStateCount, JobStateDelta, utc_now
-from campaigns.storage import MIGRATIONS_DIR, Database
-from campaigns.suppression import SuppressionReason, add_suppressions
+from campaigns.lifecycle.campaign_service import campaign_status, cancel_campaign
+from campaigns.lifecycle.failures import retry_failures
+from campaigns.lists.suppression import SuppressionReason, add_suppressions
 from tests.delivery_helpers import (
     deliver,
     delivery_context,

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from campaigns import jobs
-from campaigns.jobs import JobOutcome, claim_jobs
-from campaigns.models import Job, JobState, utc_now
-from campaigns.storage import Database
+from campaigns.core.models import Job, JobState, utc_now
+from campaigns.core.storage import Database
+from campaigns.jobs.job_store import JobOutcome, claim_jobs
+from campaigns.jobs.job_store import job_store as jobs
 from tests.factories import campaign_with_jobs
-from workers import job_writer
-from workers.job_writer import JobWriter, TransmitNotRecorded
+from workers.delivery.batch import job_writer
+from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 
 
 def _sent(job_id: int) -> JobOutcome:

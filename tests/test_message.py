@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.config import PROJECT_ROOT
-from campaigns.errors import InputError
-from campaigns.message import MessageSkeleton, message_id_for
-from campaigns.templating import CompiledTemplate, RenderedMessage, load_template
+from campaigns.content.message import MessageSkeleton, message_id_for
+from campaigns.content.templating import CompiledTemplate, RenderedMessage, load_template
+from campaigns.core.errors import InputError
+from campaigns.core.settings import PROJECT_ROOT
 
 CAMPAIGN_UUID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 UNSUBSCRIBE_URL = "https://mail.example.com/u/b5tq3vx2k4mzyarjfa"

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from redis.asyncio import Redis
 
-from campaigns.sample_lists import write_sample_list
+from campaigns.lists.sample_lists import write_sample_list
 from tests.conftest import run_edm, wait_until
 from tests.smtp_server import RecordingSmtpServer
 from workers.rate_limits import (

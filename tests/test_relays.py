@@ -20,23 +20,23 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from campaigns.campaign_service import pause_campaign
-from campaigns.config import Settings
-from campaigns.errors import ConfigError
-from campaigns.jobs import release_expired_leases
-from campaigns.models import Job, JobState, utc_now
-from campaigns.storage import Database
+from campaigns.core.errors import ConfigError
+from campaigns.core.models import Job, JobState, utc_now
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.jobs.job_store import release_expired_leases
+from campaigns.lifecycle.campaign_service import pause_campaign
 from tests.conftest import run_edm, wait_until
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
-from workers import delivery
-from workers import relays as relays_module
-from workers.delivery import BatchSummary, DeliveryContext, deliver_batch
-from workers.relay_config import RelayConfig, RelaySetConfig, load_relay_config
-from workers.relay_rates import effective_rates
-from workers.relays import RelaySet
-from workers.smtp_pool import SmtpPool
-from workers.smtp_url import parse_smtp_url
+from workers.delivery.batch import BatchSummary, DeliveryContext, deliver_batch
+from workers.delivery.batch import batch as delivery
+from workers.relays.config import RelayConfig, RelaySetConfig, load_relay_config
+from workers.relays.rates import effective_rates
+from workers.relays.relay_set import RelaySet
+from workers.relays.relay_set import relay_set as relays_module
+from workers.smtp.pool import SmtpPool
+from workers.smtp.url import parse_smtp_url
 
 T = TypeVar("T")
 MESSAGE = b"From: news@example.com\r\nSubject: Hello\r\n\r\nHello there.\r\n"

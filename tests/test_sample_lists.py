@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from campaigns.sample_lists import (
+from campaigns.lists.sample_lists import (
     DEMO_LIST,
     EXTRA_COLUMNS,
     SampleListFacts,

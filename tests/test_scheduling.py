@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.cli import parse_send_at
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.errors import InputError
-from campaigns.importer import import_recipients
-from campaigns.models import Campaign, Job, Recipient, utc_now
-from campaigns.send_times import LocalTimePlan
-from campaigns.storage import Database
+from campaigns.core.errors import InputError
+from campaigns.core.models import Campaign, Job, Recipient, utc_now
+from campaigns.core.storage import Database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lifecycle.send_times import LocalTimePlan
+from campaigns.lists.importer import import_recipients
+from edm.commands.campaigns import parse_send_at
 from tests.conftest import run_edm, wait_until
 
 

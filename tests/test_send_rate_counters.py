@@ -10,9 +10,9 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
-from campaigns.jobs import JobOutcome
-from campaigns.models import JobState, utc_now
-from workers.send_rate_counters import (
+from campaigns.core.models import JobState, utc_now
+from campaigns.jobs.job_store import JobOutcome
+from workers.delivery.send_rate_counters import (
     MeasuredSendRates,
     SendRateCounters,
     measured_send_rates,

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.config import Settings
-from campaigns.errors import ConfigError
-from campaigns.models import JobState
-from campaigns.smtp_outcomes import ReplyClass, classify_rejection, job_reply_class, rejection_state
+from campaigns.core.errors import ConfigError
+from campaigns.core.models import JobState
+from campaigns.core.reply_classes import (
+    ReplyClass,
+    classify_rejection,
+    job_reply_class,
+    rejection_state,
+)
+from campaigns.core.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from campaigns.errors import ConfigError, ServiceUnavailable
+from campaigns.core.errors import ConfigError, ServiceUnavailable
+from campaigns.core.smtp_replies import SmtpReply, enhanced_status
 from tests.smtp_server import DataEnd, RecordingSmtpServer
-from workers.smtp_pool import SendOutcome, SmtpPool
-from workers.smtp_replies import SmtpReply, enhanced_status
-from workers.smtp_url import SmtpRelay, parse_smtp_url
+from workers.smtp.pool import SendOutcome, SmtpPool
+from workers.smtp.url import SmtpRelay, parse_smtp_url
 
 T = TypeVar("T")
 SENDER = "bounces+job1@news.example"

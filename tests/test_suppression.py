@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.csv_export import original_cell, safe_cell
-from campaigns.models import Job, JobState, Recipient, Suppression, utc_now
-from campaigns.storage import Database
+from campaigns.core.models import Job, JobState, Recipient, Suppression, utc_now
+from campaigns.core.spreadsheet_csv import original_cell, safe_cell
+from campaigns.core.storage import Database
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
 from tests.conftest import run_edm
 from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.smtp_server import RecordingSmtpServer

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.config import PROJECT_ROOT
-from campaigns.errors import NotFound, TemplateError
-from campaigns.templating import (
+from campaigns.content.templating import (
     CompiledTemplate,
     TemplateSource,
     html_to_text,
     load_template,
     missing_fields,
 )
+from campaigns.core.errors import NotFound, TemplateError
+from campaigns.core.settings import PROJECT_ROOT
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 BUILTINS = {

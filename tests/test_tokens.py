@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from campaigns.tokens import sign_job_token, verify_job_token
+from campaigns.tracking.tokens import sign_job_token, verify_job_token
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 JOB_IDS = [0, 1, 42, 31, 32, 1_000_000, 2**31 - 1, 2**63 - 1]

@@ -23,11 +23,8 @@ from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 
-from campaigns.campaign_service import create_campaign, schedule_campaign
-from campaigns.config import Settings
-from campaigns.events import campaign_counters, job_history
-from campaigns.importer import import_recipients
-from campaigns.models import (
+from campaigns.core.events import campaign_counters, job_history
+from campaigns.core.models import (
     Campaign,
     CampaignLink,
     Job,
@@ -37,11 +34,14 @@ from campaigns.models import (
     Suppression,
     utc_now,
 )
-from campaigns.storage import MIGRATIONS_DIR, Database
-from campaigns.tokens import sign_job_token, sign_link_token
-from campaigns.tracking_links import link_id_for, register_links
-from dashboard.tracking import TRANSPARENT_GIF
-from dashboard.tracking_app import create_tracking_app
+from campaigns.core.settings import Settings
+from campaigns.core.storage import MIGRATIONS_DIR, Database
+from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lists.importer import import_recipients
+from campaigns.tracking.links import link_id_for, register_links
+from campaigns.tracking.tokens import sign_job_token, sign_link_token
+from public_endpoints.tracking import TRANSPARENT_GIF
+from public_endpoints.tracking_app import create_tracking_app
 from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.factories import campaign_with_jobs
@@ -449,7 +449,7 @@ def test_forged_tampered_and_malformed_tokens_get_a_plain_404_and_record_nothing
         "/o/%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F%C3%9F.gif",
         "/u/" + "z" * 40,
     ]
-    caplog.set_level(logging.WARNING, logger="dashboard.tracking")
+    caplog.set_level(logging.WARNING, logger="public_endpoints.tracking")
 
     for url in urls:
         response = client.get(url, follow_redirects=False)

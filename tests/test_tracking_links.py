@@ -7,10 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns.machine_opens import MachineOpen, image_proxy, machine_open_reason
-from campaigns.storage import Database
-from campaigns.tokens import sign_job_token, sign_link_token, verify_job_token, verify_link_token
-from campaigns.tracking_links import LinkTracker, link_id_for
+from campaigns.core.storage import Database
+from campaigns.tracking.links import LinkTracker, link_id_for
+from campaigns.tracking.machine_opens import MachineOpen, image_proxy, machine_open_reason
+from campaigns.tracking.tokens import (
+    sign_job_token,
+    sign_link_token,
+    verify_job_token,
+    verify_link_token,
+)
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 BASE_URL = "https://t.example"

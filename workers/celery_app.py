@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from campaigns.config import Settings
+from campaigns.core.settings import Settings
 
 BATCH_TIME_LIMIT_S = 3600
 """A last resort against a wedged process, never meant to end a working batch: the pool kills

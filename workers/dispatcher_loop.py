@@ -15,9 +15,9 @@ from types import FrameType
 import redis
 from redis.exceptions import LockError, RedisError
 
-from campaigns.config import Settings
-from campaigns.dispatch import Dispatcher, DispatchLimits
-from campaigns.storage import Database
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 from workers.celery_app import app, broker_url_from_env
 from workers.tasks import DELIVER_BATCH
 

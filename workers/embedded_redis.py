@@ -22,7 +22,7 @@ from types import TracebackType
 
 import redis
 
-from campaigns.errors import ServiceUnavailable
+from campaigns.core.errors import ServiceUnavailable
 from workers.child_processes import die_with_parent_hook
 
 URL_FILE_NAME = "redis.url"

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from campaigns.config import Settings
-from campaigns.dkim_keys import signer_from_settings
-from campaigns.storage import Database
+from campaigns.content.dkim_keys import signer_from_settings
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
 from workers.celery_app import broker_url_from_env
-from workers.delivery import DeliveryContext
-from workers.relay_config import load_relay_config
-from workers.relays import RelaySet
-from workers.send_rate_counters import SendRateCounters
+from workers.delivery.batch import DeliveryContext
+from workers.delivery.send_rate_counters import SendRateCounters
+from workers.relays.config import load_relay_config
+from workers.relays.relay_set import RelaySet
 
 T = TypeVar("T")
 

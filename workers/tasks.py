@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workers.celery_app import app
+from workers.delivery.batch import deliver_batch as deliver
 from workers.process_state import delivery_context, run_on_process_loop
 
 DELIVER_BATCH = "edm.deliver_batch"
@@ -10,7 +11,6 @@ DELIVER_BATCH = "edm.deliver_batch"
 
 @app.task(name=DELIVER_BATCH)
 def deliver_batch(job_ids: list[int]) -> None:
-    from workers.delivery import deliver_batch as deliver
 
     context = delivery_context()
     run_on_process_loop(deliver(context, job_ids))

@@ -11,13 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from campaigns.config import Settings
-from campaigns.dkim_keys import signer_from_settings
-from campaigns.errors import ServiceUnavailable
+from campaigns.content.dkim_keys import signer_from_settings
+from campaigns.core.errors import ServiceUnavailable
+from campaigns.core.settings import Settings
+from workers.celery_app import app
 from workers.child_processes import die_with_parent_hook
 from workers.embedded_redis import check_redis, redacted_url, resolve_redis_url
-from workers.relay_config import RelayConfig, load_relay_config
-from workers.smtp_pool import SmtpPool
+from workers.relays.config import RelayConfig, load_relay_config
+from workers.smtp.pool import SmtpPool
 
 
 def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> None:
@@ -42,8 +43,8 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
             flush=True,
         )
         with _dispatcher_process(enabled=dispatcher):
-            from workers.celery_app import app
-
+            # The app was made when this module was imported, maybe before the URL was known.
+            app.conf.broker_url = redis_url
             app.worker_main(
                 [
                     "worker",

@@ -1,7 +1,7 @@
 """How bad a bounce is, from its RFC 3463 enhanced status code, or from its text when it has none.
 
 The code lists are the ones delivery uses for refusals during the SMTP dialogue
-(:mod:`campaigns.smtp_outcomes`), so a recipient is judged the same whether the relay refused
+(:mod:`campaigns.core.reply_classes`), so a recipient is judged the same whether the relay refused
 at once or sent a DSN hours later.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 
-from campaigns.smtp_outcomes import HARD_BOUNCE_STATUSES
+from campaigns.core.reply_classes import HARD_BOUNCE_STATUSES
 
 
 class BounceClass(enum.StrEnum):

@@ -21,9 +21,9 @@ from campaigns.bounces.dsn import RecipientStatus
 from campaigns.bounces.policy import Applied, BouncePolicy, Feedback, apply_feedback
 from campaigns.bounces.reading import MailKind, MailReading, read_mail
 from campaigns.bounces.verp import find_return_path, job_of_message_id
-from campaigns.config import Settings
-from campaigns.models import Campaign, EventKind, Job, JobState, Recipient
-from campaigns.storage import Database
+from campaigns.core.models import Campaign, EventKind, Job, JobState, Recipient
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
 
 log = logging.getLogger(__name__)
 

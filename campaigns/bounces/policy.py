@@ -24,9 +24,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.bounces.classify import BounceClass, find_smtp_code
-from campaigns.events import record_event
-from campaigns.models import EventKind, Job, JobEvent, JobState, Recipient, utc_now
-from campaigns.suppression import SuppressionReason, insert_new_suppressions, suppression_row
+from campaigns.core.events import record_event
+from campaigns.core.models import EventKind, Job, JobEvent, JobState, Recipient, utc_now
+from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 BOUNCE_COUNTER = {
     BounceClass.HARD: "bounces_hard",

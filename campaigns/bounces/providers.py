@@ -14,7 +14,7 @@ from typing import Any
 
 from campaigns.bounces.classify import BounceClass, classify_bounce, find_status
 from campaigns.bounces.policy import Feedback
-from campaigns.models import EventKind
+from campaigns.core.models import EventKind
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from campaigns.tokens import sign_job_token, verify_job_token
+from campaigns.tracking.tokens import sign_job_token, verify_job_token
 
 RETURN_PATH_PREFIX = "bounces+"
 BOUNCE_TOKEN_PURPOSE = "bounce"

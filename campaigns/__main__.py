@@ -1,3 +1,0 @@
-from campaigns.cli import main
-
-main()

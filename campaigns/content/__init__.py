@@ -1,0 +1,1 @@
+"""What a message says and how it is built: templates, rendering, CSS, message bytes, DKIM."""

@@ -1,0 +1,334 @@
+"""Database tables. The job table is the truth about every recipient of every campaign."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Integer primary keys autoincrement on SQLite only as INTEGER; BIGINT elsewhere.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every engine (SQLite keeps no zone, so store naive UTC there)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class CampaignState(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    TRANSMITTING = "transmitting"
+    """The message's data is going to the relay: if its worker dies now, the relay may have it."""
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    """The relay may or may not have accepted the message (no reply to the final '.')."""
+    EXPIRED = "expired"
+    """Deferred until its retry lifetime ran out."""
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+
+
+IN_FLIGHT_JOB_STATES = (JobState.SENDING, JobState.TRANSMITTING)
+PENDING_JOB_STATES = (JobState.QUEUED, *IN_FLIGHT_JOB_STATES, JobState.DEFERRED)
+CLAIMABLE_JOB_STATES = (JobState.QUEUED, JobState.DEFERRED)
+
+
+class RecipientList(Base):
+    __tablename__ = "recipient_lists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    field_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("list_id", "email_key"),
+        # Suppression checks and webhook lookups find recipients by address across lists.
+        Index("ix_recipients_email_key", "email_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("recipient_lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    """Lower-cased address: the identity used for de-duplication and suppression."""
+    fields: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+
+    email_key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    name: Mapped[str] = mapped_column(String(200))
+    list_id: Mapped[int] = mapped_column(ForeignKey("recipient_lists.id"))
+    state: Mapped[str] = mapped_column(String(16), default=CampaignState.DRAFT)
+    from_address: Mapped[str] = mapped_column(String(400))
+    template_name: Mapped[str] = mapped_column(String(400))
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """Open pixel and click redirects in the HTML part; the unsubscribe link is there regardless."""
+    relays: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    """Names of the configured relays the campaign may send through; None means every relay."""
+    # The template is copied in: editing the files later never changes a campaign already made.
+    subject_template: Mapped[str] = mapped_column(Text)
+    html_template: Mapped[str] = mapped_column(Text)
+    text_template: Mapped[str | None] = mapped_column(Text)
+    send_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Job(Base):
+    """One recipient of one campaign: the per-recipient job."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "recipient_id"),
+        Index("ix_jobs_campaign_state", "campaign_id", "state"),
+        Index("ix_jobs_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_jobs_recipient", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    """Enhanced status code (RFC 3463), such as 5.1.1."""
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    first_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Set by the recipient's first unsubscribe from this message: later ones are not counted."""
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a message after the relay took it."""
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class JobEvent(Base):
+    """One thing that happened to one recipient's message: the history a person can read."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        Index("ix_job_events_campaign_kind_time", "campaign_id", "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CampaignCounter(Base):
+    """Counters kept as events arrive, so a million-recipient campaign reads them at once."""
+
+    __tablename__ = "campaign_counters"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class JobStateCount(Base):
+    """How many jobs of a campaign are in a state: kept by database triggers on the job table
+    (``campaigns.jobs.state_counts`` reads and folds them), so a campaign of any size is counted
+    by reading a few rows."""
+
+    __tablename__ = "job_state_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobStateDelta(Base):
+    """A change to ``JobStateCount`` not folded in yet (PostgreSQL only; see
+    ``campaigns.jobs.state_counts``). Insert-only, so concurrent writers never wait on each other.
+
+    No foreign key: a campaign deleted with its jobs leaves deltas that folding drops.
+    """
+
+    __tablename__ = "job_state_deltas"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    jobs: Mapped[int] = mapped_column(BigInteger)
+
+
+class CampaignLink(Base):
+    """A link of a campaign's HTML part, behind its click-tracking redirect.
+
+    The id is derived from the URL (``campaigns.tracking.links.link_id_for``), so every worker
+    names a link the same way without asking the database; a link whose URL holds merge fields
+    has one row per distinct URL sent.
+    """
+
+    __tablename__ = "campaign_links"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DashboardUser(Base):
+    """A person who may sign in to the dashboard (``edm users create``)."""
+
+    __tablename__ = "dashboard_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    """argon2id, in the PHC string format (parameters and salt included)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class DashboardSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    leaked database does not sign anyone in."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts (``edm users token``); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ImportTask(Base):
+    """A CSV uploaded to the dashboard and imported in the background, with its report."""
+
+    __tablename__ = "import_tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_name: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(400))
+    state: Mapped[str] = mapped_column(String(16))
+    """``queued``, ``running``, ``done`` or ``failed`` (nothing imported; ``error`` says why)."""
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    encoding: Mapped[str | None] = mapped_column(String(40))
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("dashboard_users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

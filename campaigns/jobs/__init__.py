@@ -1,0 +1,1 @@
+"""Per-recipient jobs: claiming, recording outcomes, retry policy, counts by state, dispatch."""

@@ -1,0 +1,1 @@
+"""Campaigns: create, check, schedule, pause, resume, cancel, failures and retries."""

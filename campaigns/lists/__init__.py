@@ -1,0 +1,1 @@
+"""Recipient lists: CSV import, merge fields, the suppression list, sample lists."""

@@ -1,0 +1,1 @@
+"""Opens, clicks and unsubscribes: signed tokens, link rewriting, and what each records."""

@@ -1,0 +1,1 @@
+"""Entry points: the edm command line and the demo. Nothing else imports this package."""

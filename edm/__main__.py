@@ -1,0 +1,3 @@
+from edm.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""The ``edm`` command line. Every failure is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from campaigns.core.errors import EdmError
+from campaigns.core.models import JobState
+from campaigns.core.settings import Settings
+from campaigns.lists.suppression import (
+    SuppressionReason,
+)
+
+EXIT_ERROR = 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _run(args.handler, args, settings)
+    except EdmError as error:
+        print(f"edm: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edm", description="Bulk email campaign sender.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="send a sample campaign to a local capture server")
+    demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the worker running and serve the dashboard until Ctrl-C",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="dashboard port with --serve (8000)")
+    demo.set_defaults(handler="services:demo")
+
+    lists = commands.add_parser("lists", help="recipient lists").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    importing = lists.add_parser("import", help="import a recipient CSV into a list")
+    importing.add_argument("path", type=Path)
+    importing.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    importing.add_argument("--encoding", help="the CSV's encoding when it is not UTF-8/UTF-16")
+    importing.add_argument("--json", action="store_true", help="print the report as JSON")
+    importing.set_defaults(handler="lists:import_file")
+
+    campaigns = commands.add_parser("campaigns", help="campaigns").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = campaigns.add_parser("create", help="create a draft campaign")
+    create.add_argument("--name", required=True)
+    create.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    create.add_argument("--template", required=True, metavar="PATH_OR_NAME")
+    create.add_argument("--from", required=True, dest="from_address", metavar="ADDRESS")
+    create.add_argument("--subject", help="a Jinja subject that replaces the template's")
+    create.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="no open pixel and no click redirects (the unsubscribe link stays)",
+    )
+    create.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        dest="relays",
+        metavar="NAME",
+        help="send only through this configured relay (repeatable; default: every relay)",
+    )
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler="campaigns:create")
+
+    schedule = campaigns.add_parser("schedule", help="check the template and schedule sending")
+    schedule.add_argument("id", type=int)
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument("--now", action="store_true")
+    when.add_argument("--at", metavar="ISO-8601", help="e.g. 2026-12-01T09:00")
+    schedule.add_argument("--tz", default="UTC", metavar="ZONE", help="zone of --at (default UTC)")
+    plan = schedule.add_mutually_exclusive_group()
+    plan.add_argument(
+        "--local-time",
+        action="store_true",
+        help="send at --at on each recipient's own clock (zone from --tz-field, else --tz)",
+    )
+    plan.add_argument(
+        "--spread-hours", type=float, default=0.0, metavar="N", help="release evenly over N hours"
+    )
+    schedule.add_argument(
+        "--tz-field",
+        default="timezone",
+        metavar="FIELD",
+        help="merge field holding each recipient's IANA zone (default: timezone)",
+    )
+    schedule.set_defaults(handler="campaigns:schedule")
+
+    status = campaigns.add_parser("status", help="state and counts of a campaign")
+    status.add_argument("id", type=int)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler="campaigns:status")
+
+    for action, help_text in (
+        ("pause", "stop sending within a second; resume continues where it stopped"),
+        ("resume", "continue a paused campaign"),
+        ("cancel", "cancel every message not yet sent"),
+    ):
+        sub = campaigns.add_parser(action, help=help_text)
+        sub.add_argument("id", type=int)
+        sub.set_defaults(handler="campaigns:transition", transition=action)
+
+    failures = campaigns.add_parser(
+        "failures", help="every recipient not delivered, with the relay's last reply"
+    )
+    failures.add_argument("id", type=int)
+    failures.add_argument("--csv", action="store_true", help="CSV on stdout, safe for spreadsheets")
+    failures.add_argument(
+        "--state",
+        action="append",
+        dest="states",
+        choices=[state.value for state in JobState if state != JobState.SENT],
+        help="only jobs in this state (repeatable)",
+    )
+    failures.set_defaults(handler="campaigns:failures")
+
+    retry = campaigns.add_parser(
+        "retry", help="send again to recipients whose failure may pass (never hard bounces)"
+    )
+    retry.add_argument("id", type=int)
+    retry.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also messages with no reply to the final '.' (the recipient may get them twice)",
+    )
+    retry.add_argument(
+        "--include-policy",
+        action="store_true",
+        help="also 5.7.x policy refusals, once their cause (DNS, authentication) is fixed",
+    )
+    retry.set_defaults(handler="campaigns:retry")
+
+    _add_suppression_commands(commands)
+    _add_dkim_commands(commands)
+    _add_bounce_commands(commands)
+
+    worker = commands.add_parser("worker", help="run a delivery worker (and the dispatcher)")
+    worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+    worker.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="do not run a dispatcher here (one runs elsewhere)",
+    )
+    worker.set_defaults(handler="services:worker")
+
+    track = commands.add_parser("track", help="serve the open, click and unsubscribe links")
+    track.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    track.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    track.set_defaults(handler="services:track")
+
+    _add_dashboard_commands(commands)
+    return parser
+
+
+def _add_suppression_commands(commands: Any) -> None:
+
+    reasons = [reason.value for reason in SuppressionReason]
+    suppression = commands.add_parser(
+        "suppression", help="addresses never mailed again"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    importing = suppression.add_parser("import", help="suppress every address in a CSV")
+    importing.add_argument("path", type=Path)
+    importing.add_argument(
+        "--reason",
+        choices=reasons,
+        default="manual",
+        help="for rows without a reason column (default: manual)",
+    )
+    importing.add_argument("--encoding", help="the CSV's encoding when it is not UTF-8/UTF-16")
+    importing.add_argument("--json", action="store_true", help="print the report as JSON")
+    importing.set_defaults(handler="suppression:import_file")
+
+    adding = suppression.add_parser("add", help="suppress one or more addresses")
+    adding.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    adding.add_argument("--reason", choices=reasons, default="manual")
+    adding.add_argument("--detail", help="a note kept with the entry")
+    adding.set_defaults(handler="suppression:add")
+
+    export = suppression.add_parser("export", help="the list as CSV, safe for spreadsheets")
+    export.add_argument("--csv", type=Path, metavar="PATH", help="write here, not to stdout")
+    export.set_defaults(handler="suppression:export")
+
+    remove = suppression.add_parser("remove", help="allow mail to an address again")
+    remove.add_argument("address")
+    remove.set_defaults(handler="suppression:remove")
+
+
+def _add_dkim_commands(commands: Any) -> None:
+    dkim = commands.add_parser("dkim", help="DKIM signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    keygen = dkim.add_parser("keygen", help="make a signing key and print its DNS record")
+    keygen.add_argument("--selector", required=True)
+    keygen.add_argument("--domain", required=True, help="the d= domain, usually the From domain")
+    keygen.add_argument("--type", choices=["rsa", "ed25519"], default="rsa", dest="key_type")
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="private key file (default: DATA_DIR/dkim/SELECTOR._domainkey.DOMAIN.pem)",
+    )
+    keygen.add_argument("--json", action="store_true")
+    keygen.set_defaults(handler="dkim:keygen")
+
+
+def _add_bounce_commands(commands: Any) -> None:
+    bounces = commands.add_parser(
+        "bounces", help="receive bounces and complaints after sending"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = bounces.add_parser("serve", help="inbound SMTP server for the bounce domain's MX")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    serve.add_argument("--port", type=int, default=25, help="port to listen on (25)")
+    serve.set_defaults(handler="bounces:serve")
+    poll = bounces.add_parser("poll", help="read bounces from an IMAP or POP3 mailbox")
+    poll.add_argument(
+        "--url", required=True, help="imaps://user:pass@host:993/INBOX, imap://, pop3://, pop3s://"
+    )
+    when = poll.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="one pass, then exit")
+    when.add_argument(
+        "--every", type=float, default=60.0, metavar="SECONDS", help="seconds between passes (60)"
+    )
+    poll.set_defaults(handler="bounces:poll")
+
+
+def _add_dashboard_commands(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve the dashboard, its JSON API, /metrics and the tracking links"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.set_defaults(handler="services:serve")
+
+    users = commands.add_parser("users", help="dashboard accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = users.add_parser("create", help="make an account that can sign in")
+    create.add_argument("--email", required=True)
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else it is asked for)",
+    )
+    create.set_defaults(handler="users:create")
+    password = users.add_parser("password", help="set a new password (signs out every browser)")
+    password.add_argument("--email", required=True)
+    password.add_argument("--password-stdin", action="store_true")
+    password.set_defaults(handler="users:password")
+    token = users.add_parser("token", help="print a new API token (Authorization: Bearer)")
+    token.add_argument("--email", required=True)
+    token.set_defaults(handler="users:token")
+
+
+def _run(handler: str, args: argparse.Namespace, settings: Settings) -> None:
+    """Each group's module is imported only when one of its commands runs, so ``edm --help`` and
+    quick commands do not load pandas, Celery and FastAPI (about 2.5 s together)."""
+    module_name, _, function_name = handler.partition(":")
+    module = importlib.import_module(f"edm.commands.{module_name}")
+    getattr(module, function_name)(args, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``edm`` subcommands, one module per group, each loaded only when its command runs."""

@@ -1,0 +1,131 @@
+"""``edm campaigns``: create, schedule, watch, pause, resume, cancel, failures, retry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from campaigns.core.errors import InputError
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.lifecycle import campaign_service, failure_report
+from campaigns.lifecycle.campaign_service import campaign_status, create_campaign, schedule_campaign
+from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
+from campaigns.lifecycle.send_times import LocalTimePlan
+from edm.command_helpers import database, print_json
+from workers.relays.config import relay_names
+
+
+def create(args: argparse.Namespace, settings: Settings) -> None:
+    campaign = create_campaign(
+        database(settings),
+        name=args.name,
+        list_name=args.list_name,
+        template=args.template,
+        from_address=args.from_address,
+        subject=args.subject,
+        templates_dir=settings.templates_dir,
+        tracking=not args.no_tracking,
+        relays=args.relays,
+        configured_relays=relay_names(settings) if args.relays else (),
+    )
+    if args.json:
+        print_json({"id": campaign.id, "name": campaign.name, "state": campaign.state})
+    else:
+        print(f"campaign {campaign.id} created ({campaign.state}): {campaign.name}")
+
+
+def parse_send_at(at: str | None, zone_name: str) -> datetime:
+    """``--at`` in ``zone_name`` unless it carries its own offset; ``None`` means now."""
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"--tz: unknown time zone {zone_name!r}") from None
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise InputError(f"--at: {at!r} is not an ISO-8601 date and time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
+
+
+def schedule(args: argparse.Namespace, settings: Settings) -> None:
+    local_time = None
+    if args.local_time:
+        if args.now:
+            raise InputError("--local-time: needs --at with the wall-clock time to send at")
+        try:
+            wall_time = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise InputError(f"--at: {args.at!r} is not an ISO-8601 date and time") from None
+        local_time = LocalTimePlan(
+            wall_time=wall_time, timezone_field=args.tz_field, default_zone=args.tz
+        )
+    send_at = parse_send_at(None if args.now else args.at, args.tz)
+    result = schedule_campaign(
+        database(settings),
+        args.id,
+        send_at=send_at,
+        local_time=local_time,
+        spread_hours=args.spread_hours,
+    )
+    when = result.first_due.isoformat()
+    if result.last_due != result.first_due:
+        when = f"{when} to {result.last_due.isoformat()}"
+    print(f"campaign {args.id} scheduled with {result.jobs} recipients, due {when}")
+    if result.recipients_without_zone:
+        print(
+            f"  {result.recipients_without_zone} recipients have no known zone in "
+            f"{args.tz_field!r}: sent at {args.at} {args.tz}"
+        )
+
+
+def status(args: argparse.Namespace, settings: Settings) -> None:
+    status = campaign_status(database(settings), args.id)
+    if args.json:
+        print_json(status.as_dict())
+        return
+    print(f"campaign {status.id} {status.name!r}: {status.state}, {status.total} recipients")
+    for state, count in status.counts.items():
+        if count:
+            print(f"  {state:>10}: {count}")
+
+
+def transition(args: argparse.Namespace, settings: Settings) -> None:
+    actions: dict[str, Callable[[Database, int], str]] = {
+        "pause": campaign_service.pause_campaign,
+        "resume": campaign_service.resume_campaign,
+        "cancel": campaign_service.cancel_campaign,
+    }
+    state = actions[args.transition](database(settings), args.id)
+    print(f"campaign {args.id} is now {state}")
+
+
+def failures(args: argparse.Namespace, settings: Settings) -> None:
+    recipients = undelivered_recipients(database(settings), args.id, states=args.states or ())
+    if args.csv:
+        failure_report.write_csv(recipients, sys.stdout)
+        return
+    if failure_report.write_table(recipients, sys.stdout) == 0:
+        print(f"campaign {args.id}: no undelivered recipients")
+
+
+def retry(args: argparse.Namespace, settings: Settings) -> None:
+    result = retry_failures(
+        database(settings),
+        args.id,
+        include_unknown=args.include_unknown,
+        include_policy=args.include_policy,
+    )
+    by_class = ", ".join(f"{count} {name}" for name, count in sorted(result.requeued.items()))
+    print(
+        f"campaign {args.id} is {result.campaign_state}: {sum(result.requeued.values())} "
+        f"recipients queued again{f' ({by_class})' if by_class else ''}, "
+        f"{result.due_now} deferred now due"
+    )

@@ -1,0 +1,37 @@
+"""The long-running commands: ``edm worker``, ``edm track``, ``edm serve``, ``edm demo``."""
+
+from __future__ import annotations
+
+import argparse
+
+from campaigns.core.errors import InputError
+from campaigns.core.settings import Settings
+from dashboard.server import serve_dashboard
+from edm.command_helpers import check_port, database
+from edm.demo import run_demo
+from public_endpoints.tracking_app import serve_tracking
+from workers.worker_command import run_worker
+
+
+def worker(args: argparse.Namespace, settings: Settings) -> None:
+    if args.concurrency < 1:
+        raise InputError("--concurrency: must be at least 1")
+    database(settings)
+    run_worker(settings, concurrency=args.concurrency, dispatcher=not args.no_dispatcher)
+
+
+def track(args: argparse.Namespace, settings: Settings) -> None:
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port: {args.port} is not a TCP port")
+    serve_tracking(settings, host=args.host, port=args.port)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> None:
+    check_port(args.port)
+    serve_dashboard(settings, host=args.host, port=args.port)
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> None:
+    if args.serve and not 0 < args.port < 65536:
+        raise InputError(f"--port: {args.port} is not a TCP port")
+    run_demo(settings, serve_port=args.port if args.serve else None)

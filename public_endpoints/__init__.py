@@ -1,0 +1,1 @@
+"""What the internet reaches without signing in: tracking, unsubscribe, provider webhooks."""

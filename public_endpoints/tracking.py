@@ -1,0 +1,125 @@
+"""The tracking endpoints: open pixel, click redirect and one-click unsubscribe.
+
+Every URL carries an opaque signed token and nothing else (never an address). A token that is
+forged, altered or malformed gets a plain 404 and a log line, and nothing is recorded. The
+unsubscribe POST needs no cookie, login or CSRF token: RFC 8058 has the mailbox provider post
+``List-Unsubscribe=One-Click`` to the URL on the reader's behalf, and the token is the proof.
+GET only shows a confirmation, because mail scanners follow links.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from campaigns.core.storage import Database
+from campaigns.tracking.links import OPEN_PURPOSE
+from campaigns.tracking.recording import record_click, record_open, unsubscribe, unsubscriber
+from campaigns.tracking.tokens import verify_job_token, verify_link_token
+from public_endpoints.unsubscribe_pages import (
+    already_unsubscribed_page,
+    confirm_page,
+    unsubscribed_page,
+)
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_PURPOSE = "unsubscribe"
+TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+"""A 1x1 transparent GIF (43 bytes)."""
+ONE_CLICK_MARK = b"One-Click"
+"""In an RFC 8058 POST body, url-encoded or multipart alike."""
+_BODY_BYTES_READ = 4096
+_PRIVATE = {
+    # Each pixel load must reach the server; nothing here is for a search engine, and the
+    # target of a redirect need not learn the token it came through.
+    "Cache-Control": "no-store, private",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+def tracking_router(database: Database, secret: bytes) -> APIRouter:
+    """The routes ``/o/{token}.gif``, ``/c/{token}`` and ``/u/{token}``, on ``database``;
+    ``secret`` is the key that signed the tokens (``Settings.secret``)."""
+    router = APIRouter()
+
+    @router.get("/o/{token}.gif", include_in_schema=False)
+    def open_pixel(token: str, request: Request) -> Response:
+        job_id = verify_job_token(secret, OPEN_PURPOSE, token)
+        if job_id is None:
+            return _refused("open", token)
+        user_agent = request.headers.get("user-agent")
+        if record_open(database, job_id, user_agent=user_agent) is None:
+            return _no_job("open", job_id)
+        return Response(TRANSPARENT_GIF, media_type="image/gif", headers=_PRIVATE)
+
+    @router.get("/c/{token}", include_in_schema=False)
+    def click(token: str, request: Request) -> Response:
+        names = verify_link_token(secret, token)
+        if names is None:
+            return _refused("click", token)
+        job_id, link_id = names
+        url = record_click(database, job_id, link_id, user_agent=request.headers.get("user-agent"))
+        if url is None:
+            # Signed, yet no such link in the job's campaign: never redirect anywhere else.
+            return _no_job("click", job_id)
+        return RedirectResponse(url, status_code=302, headers=_PRIVATE)
+
+    @router.get("/u/{token}", include_in_schema=False)
+    def unsubscribe_confirmation(token: str) -> Response:
+        job_id = verify_job_token(secret, UNSUBSCRIBE_PURPOSE, token)
+        if job_id is None:
+            return _refused("unsubscribe", token)
+        found = unsubscriber(database, job_id)
+        if found is None:
+            return _no_job("unsubscribe", job_id)
+        sender, already = found
+        page = already_unsubscribed_page(sender) if already else confirm_page(sender)
+        return HTMLResponse(page, headers=_PRIVATE)
+
+    @router.post("/u/{token}", include_in_schema=False)
+    async def unsubscribe_now(token: str, request: Request) -> Response:
+        job_id = verify_job_token(secret, UNSUBSCRIBE_PURPOSE, token)
+        if job_id is None:
+            return _refused("unsubscribe", token)
+        body = await _body_start(request)
+        how = "one-click" if ONE_CLICK_MARK in body else "form"
+        done = await run_in_threadpool(unsubscribe, database, job_id, how=how)
+        if done is None:
+            return _no_job("unsubscribe", job_id)
+        if done.first:
+            log.info("job %d unsubscribed (%s)", job_id, how)
+        # 200 with a page, never a redirect: a one-click POST is not followed by a browser.
+        return HTMLResponse(unsubscribed_page(), headers=_PRIVATE)
+
+    return router
+
+
+async def _body_start(request: Request) -> bytes:
+    """The first few KB of the body: enough for any unsubscribe form, and no more is kept."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) >= _BODY_BYTES_READ:
+            break
+    return body[:_BODY_BYTES_READ]
+
+
+def _refused(purpose: str, token: str) -> Response:
+    log.warning("refused a forged or malformed %s token (%d characters)", purpose, len(token))
+    return _not_found()
+
+
+def _no_job(purpose: str, job_id: int) -> Response:
+    # A valid token whose job is gone (its campaign deleted) or whose link was never sent.
+    log.info("%s token for job %d names nothing that exists", purpose, job_id)
+    return _not_found()
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not found\n", status_code=404, headers=_PRIVATE)

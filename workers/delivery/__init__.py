@@ -1,0 +1,1 @@
+"""Delivering a batch of jobs: render, send, and write marks and outcomes."""

@@ -1,0 +1,341 @@
+"""Delivering one batch of jobs: claim, render, send over pooled connections, record.
+
+This is the function the Celery task, the tests and the benchmark all drive. It runs on one
+event loop per worker process; parallelism comes from several SMTP connections in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from campaigns.bounces.verp import return_path_for
+from campaigns.content.dkim import DkimSigner
+from campaigns.content.message import MessageSkeleton
+from campaigns.content.templating import CompiledTemplate
+from campaigns.core.errors import EdmError
+from campaigns.core.models import Campaign, CampaignState, JobState, utc_now
+from campaigns.core.reply_classes import (
+    ReplyClass,
+    classify_rejection,
+    rejection_state,
+)
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.jobs.job_store import (
+    ClaimedJob,
+    JobOutcome,
+    campaign_states,
+    claim_jobs,
+    release_jobs,
+    renew_leases,
+)
+from campaigns.jobs.retry_policy import RetryPolicy
+from campaigns.lifecycle.campaign_service import campaign_template, render_context, unsubscribe_url
+from campaigns.lists.suppression import SuppressionReason
+from campaigns.tracking.links import LinkTracker
+from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
+from workers.delivery.send_rate_counters import SendRateCounters
+from workers.relays.relay_set import RelaySet, recipient_domain
+from workers.smtp.pool import BeforePayload, SendOutcome, SmtpPool
+
+log = logging.getLogger(__name__)
+
+CAMPAIGN_STATE_POLL_S = 0.5
+"""How often a sending batch looks for pause and cancel: the bound on how late a pause acts."""
+SEND_WINDOW_S = 20 * 60.0
+"""A batch starts no send after this long and hands the rest back: waiting for rate limits must
+not run into the task's time limit (celery_app.BATCH_TIME_LIMIT_S), which kills the process."""
+
+
+@dataclass(frozen=True)
+class PreparedCampaign:
+    """What a worker needs to send a campaign, built once per process and campaign."""
+
+    id: int
+    name: str
+    template: CompiledTemplate
+    skeleton: MessageSkeleton
+    bounce_domain: str
+    tracker: LinkTracker | None = None
+    """Adds the open pixel and click redirects; None when the campaign is not tracked."""
+    relay_names: tuple[str, ...] | None = None
+    """The relays the campaign may send through; None means every relay."""
+
+    @classmethod
+    def load(cls, database: Database, campaign_id: int, settings: Settings) -> PreparedCampaign:
+        with database.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None:
+                raise EdmError(f"campaign {campaign_id} not found")
+            skeleton = MessageSkeleton(
+                from_address=campaign.from_address, campaign_uuid=campaign.uuid
+            )
+            return cls(
+                id=campaign.id,
+                name=campaign.name,
+                template=CompiledTemplate(campaign_template(campaign)),
+                skeleton=skeleton,
+                bounce_domain=settings.bounce_domain or skeleton.sender_domain,
+                tracker=LinkTracker(
+                    database=database,
+                    campaign_id=campaign.id,
+                    base_url=settings.base_url,
+                    secret=settings.secret,
+                )
+                if campaign.tracking
+                else None,
+                relay_names=tuple(campaign.relays) if campaign.relays else None,
+            )
+
+
+@dataclass
+class DeliveryContext:
+    settings: Settings
+    database: Database
+    pool: SmtpPool
+    worker_id: str
+    campaigns: dict[int, PreparedCampaign] = field(default_factory=dict)
+    signer: DkimSigner | None = None
+    """Signs every message when DKIM is configured; built once per process."""
+    relays: RelaySet | None = None
+    """The relays and their global limits; None sends through ``pool`` with no limits."""
+    send_rate_counters: SendRateCounters | None = None
+    """Counts what the relays took, per relay and domain, for the dashboard; None: not counted."""
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            first_delay_s=self.settings.retry_first_delay_s,
+            max_delay_s=self.settings.retry_max_delay_s,
+            lifetime_s=self.settings.retry_lifetime_s,
+        )
+
+    def prepared(self, campaign_id: int) -> PreparedCampaign:
+        # A scheduled campaign's template and sender never change, so the cache needs no expiry.
+        if campaign_id not in self.campaigns:
+            self.campaigns[campaign_id] = PreparedCampaign.load(
+                self.database, campaign_id, self.settings
+            )
+        return self.campaigns[campaign_id]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    claimed: int
+    outcomes: dict[str, int]
+    released: int
+    elapsed_s: float
+
+
+async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> BatchSummary:
+    started = time.monotonic()
+    settings = context.settings
+    claimed = claim_jobs(
+        context.database, job_ids, worker_id=context.worker_id, lease_s=settings.lease_s
+    )
+    if not claimed:
+        return BatchSummary(0, {}, 0, time.monotonic() - started)
+    waiting: deque[ClaimedJob] = deque(claimed)
+    unfinished = {job.job_id for job in claimed}
+    stopped_campaigns: set[int] = set()
+    writer = JobWriter(context.database, context.worker_id, context.send_rate_counters)
+    tally: Counter[str] = Counter()
+
+    send_until = started + SEND_WINDOW_S
+
+    def should_stop(campaign_id: int) -> bool:
+        return campaign_id in stopped_campaigns or time.monotonic() > send_until
+
+    failures: list[Exception] = []
+
+    async def send_next() -> None:
+        while waiting and not failures:
+            job = waiting.popleft()
+            if should_stop(job.campaign_id):
+                continue
+            try:
+                outcome = await _deliver_one(
+                    context,
+                    job,
+                    should_stop=functools.partial(should_stop, job.campaign_id),
+                    before_payload=functools.partial(writer.mark, job.job_id),
+                )
+            except Exception as error:
+                # Start nothing more, but let the other connections finish what they began:
+                # handing back a job whose message is still on the wire would send it twice.
+                failures.append(error)
+                return
+            if outcome is None:
+                continue
+            writer.add(outcome)
+            unfinished.discard(job.job_id)
+            tally[outcome.state] += 1
+
+    async def watch_campaigns() -> None:
+        last_renewal = time.monotonic()
+        campaign_ids = {job.campaign_id for job in claimed}
+        while True:
+            await asyncio.sleep(CAMPAIGN_STATE_POLL_S)
+            try:
+                states = await asyncio.to_thread(campaign_states, context.database, campaign_ids)
+                stopped_campaigns.update(
+                    campaign_id
+                    for campaign_id, state in states.items()
+                    if state != CampaignState.RUNNING
+                )
+                if time.monotonic() - last_renewal > settings.lease_s / 3:
+                    await asyncio.to_thread(
+                        renew_leases,
+                        context.database,
+                        list(unfinished),
+                        worker_id=context.worker_id,
+                        lease_s=settings.lease_s,
+                    )
+                    last_renewal = time.monotonic()
+            except Exception:
+                # One failed look must not end the watching: without renewals the lease runs
+                # out and another worker sends what this batch is still sending.
+                log.exception("checking campaign states or renewing leases failed; retrying")
+
+    watcher = asyncio.create_task(watch_campaigns())
+    try:
+        senders = [send_next() for _ in range(min(settings.smtp_connections, len(claimed)))]
+        await asyncio.gather(*senders)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await writer.close()
+        released = 0
+        if unfinished:
+            released = await asyncio.to_thread(
+                release_jobs, context.database, list(unfinished), worker_id=context.worker_id
+            )
+    summary = BatchSummary(len(claimed), dict(tally), released, time.monotonic() - started)
+    log.info(
+        "batch: claimed %d, outcomes %s, released %d, %.2f s",
+        summary.claimed,
+        summary.outcomes,
+        summary.released,
+        summary.elapsed_s,
+    )
+    if failures:
+        raise failures[0]
+    return summary
+
+
+async def _deliver_one(
+    context: DeliveryContext,
+    job: ClaimedJob,
+    *,
+    should_stop: Callable[[], bool],
+    before_payload: BeforePayload,
+) -> JobOutcome | None:
+    """The job's outcome, or None when nothing was sent and the job goes back (a pause while
+    waiting for a permit, or the transmit mark could not be written)."""
+    attempted_at = utc_now()
+    first_attempt_at = job.first_attempt_at or attempted_at
+    attempts = job.attempts + 1
+    try:
+        campaign = context.prepared(job.campaign_id)
+        link = unsubscribe_url(context.settings.base_url, context.settings.secret, job.job_id)
+        rendered = campaign.template.render(
+            render_context(
+                campaign_name=campaign.name,
+                email=job.email,
+                fields=job.fields,
+                unsubscribe_url=link,
+            )
+        )
+        if campaign.tracker is not None:
+            rendered = await campaign.tracker.apply(rendered, job_id=job.job_id)
+        message = campaign.skeleton.build(
+            job_id=job.job_id, to_address=job.email, rendered=rendered, unsubscribe_url=link
+        )
+        if context.signer is not None:
+            message = context.signer.sign(message)
+    except EdmError as error:
+        # Data that cannot be rendered fails this recipient only, with the reason recorded.
+        return JobOutcome(
+            job_id=job.job_id,
+            state=JobState.FAILED,
+            code=None,
+            status=None,
+            reply=f"not sent: {error}",
+            attempts=attempts,
+            first_attempt_at=first_attempt_at,
+        )
+    sender = return_path_for(context.settings.secret, job.job_id, campaign.bounce_domain)
+    try:
+        if context.relays is None:
+            result = await context.pool.send(
+                sender=sender, recipient=job.email, message=message, before_payload=before_payload
+            )
+        else:
+            sent = await context.relays.send(
+                relay_names=campaign.relay_names,
+                sender=sender,
+                recipient=job.email,
+                message=message,
+                should_stop=should_stop,
+                before_payload=before_payload,
+            )
+            if sent is None:
+                return None
+            result = sent
+    except TransmitNotRecorded as error:
+        log.warning("job %d not sent: %s", job.job_id, error)
+        return None
+    return _outcome(context, job, result, attempts=attempts, first_attempt_at=first_attempt_at)
+
+
+def _outcome(
+    context: DeliveryContext,
+    job: ClaimedJob,
+    result: SendOutcome,
+    *,
+    attempts: int,
+    first_attempt_at: datetime,
+) -> JobOutcome:
+    now = utc_now()
+    common = {
+        "job_id": job.job_id,
+        "code": result.code,
+        "status": result.status,
+        "reply": result.message,
+        "attempts": attempts,
+        "first_attempt_at": first_attempt_at,
+        "relay": result.relay,
+        "recipient_domain": recipient_domain(job.email) if result.relay else None,
+    }
+    if result.kind == "accepted":
+        return JobOutcome(state=JobState.SENT, sent_at=now, **common)
+    if result.kind == "rejected":
+        return _rejection(result, common)
+    if result.kind == "unknown" and context.settings.unknown_policy == "hold":
+        # The relay may have taken it: sending again could deliver it twice, so a person decides
+        # (EDM_UNKNOWN_POLICY=retry takes that risk: it is deferred below like a 4xx).
+        return JobOutcome(state=JobState.UNKNOWN, **common)
+    next_attempt_at = context.retry_policy.next_attempt_at(
+        attempts=attempts, first_attempt_at=first_attempt_at, now=now
+    )
+    if next_attempt_at is None:
+        return JobOutcome(state=JobState.EXPIRED, **common)
+    return JobOutcome(state=JobState.DEFERRED, next_attempt_at=next_attempt_at, **common)
+
+
+def _rejection(result: SendOutcome, common: dict[str, Any]) -> JobOutcome:
+    reply_class = classify_rejection(result.code, result.status)
+    suppression_reason = (
+        SuppressionReason.HARD_BOUNCE if reply_class == ReplyClass.HARD_BOUNCE else None
+    )
+    return JobOutcome(
+        state=rejection_state(reply_class), suppression_reason=suppression_reason, **common
+    )

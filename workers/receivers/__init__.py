@@ -1,0 +1,1 @@
+"""Inbound SMTP and mailboxes: bounce intake, the demo's capture server."""

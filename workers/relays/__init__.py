@@ -1,0 +1,1 @@
+"""The relays mail goes through: their config, failover, and the rates in force."""

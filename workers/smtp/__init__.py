@@ -1,0 +1,1 @@
+"""SMTP client side: the relay URL, pooled connections, the pipelined command channel."""
