@@ -11,8 +11,8 @@ from sqlalchemy import event, select
 
 from campaigns.core.models import Job, JobState, utc_now
 from campaigns.core.storage import Database
+from campaigns.jobs import job_store as jobs
 from campaigns.jobs.job_store import JobOutcome, claim_jobs
-from campaigns.jobs.job_store import job_store as jobs
 from tests.factories import campaign_with_jobs
 from workers.delivery.batch import job_writer
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded

@@ -29,12 +29,12 @@ from campaigns.lifecycle.campaign_service import pause_campaign
 from tests.conftest import run_edm, wait_until
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
+from workers.delivery import batch as delivery
 from workers.delivery.batch import BatchSummary, DeliveryContext, deliver_batch
-from workers.delivery.batch import batch as delivery
+from workers.relays import relay_set as relays_module
 from workers.relays.config import RelayConfig, RelaySetConfig, load_relay_config
 from workers.relays.rates import effective_rates
 from workers.relays.relay_set import RelaySet
-from workers.relays.relay_set import relay_set as relays_module
 from workers.smtp.pool import SmtpPool
 from workers.smtp.url import parse_smtp_url
 
