@@ -14,7 +14,7 @@ from campaigns.core.storage import Database
 from campaigns.jobs import job_store as jobs
 from campaigns.jobs.job_store import JobOutcome, claim_jobs
 from tests.factories import campaign_with_jobs
-from workers.delivery.batch import job_writer
+from workers.delivery import job_writer
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 
 
