@@ -1,2 +1,2 @@
-"""How people drive and watch the sender over HTTP: tracking endpoints (open, click, one-click
-unsubscribe) now, the web dashboard beside them later."""
+"""The signed-in web app: pages, the JSON API and metrics (the public routes are in
+``public_endpoints``)."""

@@ -1,7 +1,7 @@
 """A small pool of reused SMTP connections to one relay, and what became of each message sent.
 
 One message, one recipient, one transaction: MAIL, RCPT and DATA go out together when the relay
-offers PIPELINING (see smtp_channel.py), and the body only after DATA's 354. Until the body has
+offers PIPELINING (see channel.py), and the body only after DATA's 354. Until the body has
 been written nothing can have been delivered, so those failures are safe to retry ("deferred").
 Once it has, a lost or late reply to the final "." leaves the message's fate "unknown": the relay
 may have queued it.
