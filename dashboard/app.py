@@ -33,6 +33,7 @@ from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
+from public_endpoints.health import health_router
 from public_endpoints.tracking import tracking_router
 from public_endpoints.webhooks import webhook_router
 
@@ -111,9 +112,12 @@ def create_app(
     app.state.sign_in_limiter = SignInLimiter(settings)
     install_error_handlers(app, render_error_page)
 
-    # Public: what recipients' mail clients and the email providers reach.
+    # Public: what recipients' mail clients, the email providers and health probes reach.
     app.include_router(tracking_router(database, settings.secret))
     app.include_router(webhook_router(settings, database), include_in_schema=False)
+    app.include_router(
+        health_router(database, redis_url=settings.redis_url, data_dir=settings.data_dir)
+    )
 
     app.include_router(auth_pages.router)
     app.include_router(api_lists.router)

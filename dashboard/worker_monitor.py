@@ -47,13 +47,12 @@ from campaigns.jobs.state_counts import job_state_counts_by_campaign, job_state_
 from workers.celery_app import make_celery
 from workers.delivery.send_rate_counters import measured_send_rates
 from workers.embedded_redis import known_redis_url, redacted_url
+from workers.liveness import is_our_worker, queue_depth
 from workers.relays.config import load_relay_config
 from workers.relays.rates import effective_rates
 
 log = logging.getLogger("edm.dashboard.workers")
 
-WORKER_HOSTNAME_PREFIX = "edm-"
-"""``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
 GONE_WORKERS_KEPT_S = 3600.0
 RATE_WINDOW_S = 60.0
 BUSIEST_DOMAINS = 10
@@ -266,10 +265,7 @@ class WorkerMonitor:
         )
 
     def _ours(self, worker: WorkerInfo) -> bool:
-        if not worker.hostname.startswith(WORKER_HOSTNAME_PREFIX):
-            return False
-        # Unknown queues: shown until the worker answers, since it is most likely ours.
-        return worker.queues is None or self._settings.queue_name in worker.queues
+        return is_our_worker(worker.hostname, worker.queues, self._settings.queue_name)
 
     def _stuck_reason(
         self, rows: list[WorkerRow], fields: dict[str, Any], last_progress_at: float, now: float
@@ -442,7 +438,7 @@ class WorkerMonitor:
         try:
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             try:
-                depth = int(client.llen(self._settings.queue_name))
+                depth = queue_depth(client, self._settings.queue_name)
             finally:
                 client.close()
         except (redis.RedisError, OSError, ValueError) as error:

@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     track.set_defaults(handler="services:track")
 
+    installation = commands.add_parser(
+        "status",
+        help="database, Redis, workers, dispatcher, queue; exits non-zero on a problem",
+    )
+    installation.add_argument("--json", action="store_true", help="one JSON object, every field")
+    installation.set_defaults(handler="status:run")
+
     _add_dashboard_commands(commands)
     return parser
 

@@ -7,17 +7,22 @@ from fastapi import FastAPI
 
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
+from public_endpoints.health import health_router
 from public_endpoints.tracking import tracking_router
 
 
 def create_tracking_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
-    """The open, click and unsubscribe routes at the root, on the configured database unless
-    ``database`` is given. Serve it at ``EDM_BASE_URL``: that is where the links point."""
+    """The open, click and unsubscribe routes and the health probes at the root, on the
+    configured database unless ``database`` is given. Serve it at ``EDM_BASE_URL``: that is
+    where the links point."""
     if database is None:
         database = open_database(settings.resolved_database_url)
     # No API documentation pages: this server faces every recipient on the internet.
     app = FastAPI(title="edm tracking", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(tracking_router(database, settings.secret))
+    app.include_router(
+        health_router(database, redis_url=settings.redis_url, data_dir=settings.data_dir)
+    )
     return app
 
 

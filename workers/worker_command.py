@@ -17,6 +17,7 @@ from campaigns.core.settings import Settings
 from workers.celery_app import app
 from workers.child_processes import die_with_parent_hook
 from workers.embedded_redis import check_redis, redacted_url, resolve_redis_url
+from workers.liveness import worker_hostname
 from workers.relays.config import RelayConfig, load_relay_config
 from workers.smtp.pool import SmtpPool
 
@@ -51,7 +52,7 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
                     f"--concurrency={concurrency}",
                     "--pool=prefork",
                     f"--queues={settings.queue_name}",
-                    f"--hostname=edm-{os.getpid()}@{socket.gethostname()}",
+                    f"--hostname={worker_hostname(os.getpid(), socket.gethostname())}",
                     "--loglevel=INFO",
                     "--without-mingle",
                 ]

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.core.errors import ServiceUnavailable
@@ -88,7 +88,16 @@ class Database:
                 command.upgrade(config, "head")
                 connection.commit()
         except OperationalError as error:
-            reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+            reason = _first_line(error.orig or error)
+            raise ServiceUnavailable(f"database {self.engine.url!r}: {reason}") from None
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable, in one line, unless the database answers a query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            reason = _first_line(error.orig if isinstance(error, DBAPIError) else error)
             raise ServiceUnavailable(f"database {self.engine.url!r}: {reason}") from None
 
     def dispose(self) -> None:
@@ -99,3 +108,8 @@ def open_database(url: str) -> Database:
     database = Database(url)
     database.upgrade()
     return database
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -366,6 +366,13 @@ def campaign_status(database: Database, campaign_id: int) -> CampaignStatus:
         )
 
 
+def campaigns_sending(database: Database) -> int:
+    """Campaigns running now (their jobs are being released to the workers)."""
+    with database.session() as session:
+        running = select(func.count()).where(Campaign.state == CampaignState.RUNNING)
+        return session.scalar(running) or 0
+
+
 def get_campaign(database: Database, campaign_id: int) -> Campaign:
     with database.session() as session:
         return _campaign(session, campaign_id)

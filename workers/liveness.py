@@ -1,0 +1,51 @@
+"""Who is at work on one installation's queue: workers online, the dispatcher, the queue's depth.
+
+One place for the names both sides agree on (the workers' node names, the dispatcher's lock
+key), read by the dashboard's worker monitor and by ``edm status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+WORKER_HOSTNAME_PREFIX = "edm-"
+"""``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
+
+
+def worker_hostname(pid: int, host: str) -> str:
+    return f"{WORKER_HOSTNAME_PREFIX}{pid}@{host}"
+
+
+def dispatcher_lock_key(queue_name: str) -> str:
+    """The key the active dispatcher holds; it expires when that dispatcher dies."""
+    return f"{queue_name}:dispatcher-lock"
+
+
+def is_our_worker(hostname: str, queues: Iterable[str] | None, queue_name: str) -> bool:
+    """An ``edm worker`` consuming ``queue_name``; ``queues`` None (not known yet) counts as ours,
+    since a worker named like ours most likely is."""
+    if not hostname.startswith(WORKER_HOSTNAME_PREFIX):
+        return False
+    return queues is None or queue_name in queues
+
+
+def queue_depth(client: redis.Redis, queue_name: str) -> int:
+    """Batches of job ids waiting in the broker for a worker."""
+    return int(client.llen(queue_name))
+
+
+def dispatcher_active(client: redis.Redis, queue_name: str) -> bool:
+    return bool(client.exists(dispatcher_lock_key(queue_name)))
+
+
+def workers_online(celery_app: Any, queue_name: str, *, timeout_s: float) -> list[str]:
+    """Node names of our workers that answer within ``timeout_s`` (one broadcast)."""
+    answers = celery_app.control.inspect(timeout=timeout_s).active_queues() or {}
+    return sorted(
+        hostname
+        for hostname, queues in answers.items()
+        if is_our_worker(hostname, [str(queue.get("name")) for queue in queues or []], queue_name)
+    )
