@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -26,12 +27,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from campaigns.bounces.sns_certificates import SnsCertificates
 from campaigns.core.events import campaign_counters, job_history
 from campaigns.core.models import Job, JobState, Suppression
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from public_endpoints.webhooks import MAX_EVENTS_PER_CALL, RECEIVED, webhook_router
 from tests.bounce_mail import SentJob, sent_jobs
+from tests.conftest import wait_until
 
 SECRET = b"test-secret"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
@@ -603,3 +606,30 @@ def test_an_sns_certificate_naming_another_subject_is_refused_and_not_fetched_ag
         assert "sns.amazonaws.com" in response.json()["detail"]
     assert fetched == [CERT_URL]  # the failure is remembered
     assert suppressions(database) == {}
+
+
+def test_sns_certificates_are_fetched_once_per_url_at_a_time_and_the_cache_is_bounded(
+    sns_key: tuple[rsa.RSAPrivateKey, bytes],
+) -> None:
+    release = threading.Event()
+    fetched: list[str] = []
+
+    def slow_fetch(url: str) -> bytes:
+        fetched.append(url)
+        release.wait(30)
+        return sns_key[1]
+
+    certificates = SnsCertificates(slow_fetch, max_entries=2)
+    waiting = [threading.Thread(target=certificates.get, args=(CERT_URL,)) for _ in range(4)]
+    for thread in waiting:
+        thread.start()
+    assert wait_until(lambda: len(fetched) >= 1, timeout_s=30)
+    release.set()
+    for thread in waiting:
+        thread.join(30)
+    assert fetched == [CERT_URL]
+    others = [CERT_URL.replace("test.pem", f"{n}.pem") for n in range(2)]
+    for url in others:
+        certificates.get(url)
+    certificates.get(CERT_URL)  # dropped as least recently used: fetched again
+    assert fetched == [CERT_URL, *others, CERT_URL]
