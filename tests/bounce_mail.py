@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from campaigns.bounces.verp import return_path_for
+from campaigns.bounces.verp import message_id_tagger, return_path_for
 from campaigns.content.message import message_id_for
 from campaigns.core.models import Campaign, Job, JobState, Recipient, utc_now
 from campaigns.core.storage import Database
@@ -66,13 +66,14 @@ def sent_jobs(database: Database, count: int, *, secret: bytes) -> list[SentJob]
                 .where(Job.id.in_(job_ids))
             ).all()
         )
+    tag = message_id_tagger(secret)
     return [
         SentJob(
             job_id=job_id,
             campaign_id=campaign_id,
             recipient=emails[job_id],
             return_path=return_path_for(secret, job_id, BOUNCE_DOMAIN),
-            message_id=message_id_for(str(campaign_uuid), job_id, "news.example.com"),
+            message_id=message_id_for(str(campaign_uuid), job_id, "news.example.com", tag(job_id)),
         )
         for job_id in job_ids
     ]

@@ -28,7 +28,7 @@ from campaigns.core.events import campaign_counters, job_history
 from campaigns.core.models import Job, JobState, Suppression
 from campaigns.core.storage import Database
 from campaigns.tracking.tokens import sign_job_token
-from tests.bounce_mail import BOUNCE_DOMAIN, SentJob, message_for, sent_jobs
+from tests.bounce_mail import BOUNCE_DOMAIN, SentJob, corpus_message, message_for, sent_jobs
 from tests.conftest import deliver_to_mailbox, wait_until
 from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
 from tests.dovecot_server import USER as MAILBOX_USER
@@ -190,6 +190,32 @@ def test_a_message_id_fallback_naming_another_recipient_finds_no_job(
     )
     assert intake.receive_mail(raw).outcome == IntakeOutcome.NO_JOB
     assert suppressions(database) == {}
+
+
+@pytest.mark.parametrize("name", ["sendmail_to_from_address", "arf_complaint"])
+def test_a_message_id_without_a_valid_tag_names_no_job(
+    database: Database, intake: BounceIntake, name: str
+) -> None:
+    (job,) = sent_jobs(database, 1, secret=SECRET)
+    tag = sign_job_token(SECRET, "message-id", job.job_id)
+    assert f".{tag}@" in job.message_id
+    untagged = job.message_id.replace(f".{tag}@", "@")
+    wrong_tag = job.message_id.replace(tag, sign_job_token(SECRET, "bounce", job.job_id))
+    for guessed in (untagged, wrong_tag):
+        # A DSN or ARF report with no return path of ours, naming the job by a guessed id.
+        raw = corpus_message(
+            name, return_path="news@news.example.com", message_id=guessed, recipient=job.recipient
+        )
+        assert intake.receive_mail(raw).outcome == IntakeOutcome.NO_JOB
+    assert suppressions(database) == {}
+    assert events(database, job) == []
+    genuine = corpus_message(
+        name,
+        return_path="news@news.example.com",
+        message_id=job.message_id,
+        recipient=job.recipient,
+    )
+    assert intake.receive_mail(genuine).outcome == IntakeOutcome.RECORDED
 
 
 def test_every_kind_of_bounce_in_one_campaign_adds_up(

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from campaigns.bounces.verp import MessageIdMatch, find_message_id, message_id_tagger
 from campaigns.content.message import MessageSkeleton, message_id_for
 from campaigns.content.templating import CompiledTemplate, RenderedMessage, load_template
 from campaigns.core.errors import InputError
@@ -314,6 +315,35 @@ def test_message_id_is_stable_for_a_job_and_unique_across_jobs_and_campaigns() -
     assert message_id(skeleton, 8) == f"<{CAMPAIGN_UUID}.8@example.com>"
     assert message_id(other_campaign, 7) == "<c2.7@example.com>"
     assert message_id_for("u", 3, "example.net") == "<u.3@example.net>"
+
+
+def test_a_tagged_message_id_names_its_job_and_a_guessed_one_does_not() -> None:
+    secret = b"message-id-secret"
+    skeleton = MessageSkeleton(
+        from_address="news@example.com",
+        campaign_uuid=CAMPAIGN_UUID,
+        message_id_tag=message_id_tagger(secret),
+    )
+
+    def message_id(job_id: int) -> str:
+        data = skeleton.build(
+            job_id=job_id,
+            to_address="ann@example.org",
+            rendered=RENDERED,
+            unsubscribe_url=UNSUBSCRIBE_URL,
+        )
+        return str(parse(data)["Message-ID"])
+
+    tag = message_id_tagger(secret)(7)
+    assert message_id(7) == message_id(7) == f"<{CAMPAIGN_UUID}.7.{tag}@example.com>"
+    assert message_id(7) != message_id(8)
+    assert message_id_for("u", 3, "example.net", "tag") == "<u.3.tag@example.net>"
+    assert find_message_id(secret, message_id(7)) == MessageIdMatch(CAMPAIGN_UUID, 7)
+    # The next job's id with this job's tag, an untagged id, another secret: none names a job.
+    guessed = message_id(7).replace(".7.", ".8.")
+    untagged = message_id_for(CAMPAIGN_UUID, 7, "example.com")
+    for forged, key in ((guessed, secret), (untagged, secret), (message_id(7), b"other")):
+        assert find_message_id(key, forged) == MessageIdMatch(CAMPAIGN_UUID, None)
 
 
 def test_the_date_defaults_to_now_and_keeps_a_given_time_zone() -> None:

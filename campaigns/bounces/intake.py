@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from campaigns.bounces.dsn import RecipientStatus
 from campaigns.bounces.policy import Applied, BouncePolicy, Feedback, apply_feedback
 from campaigns.bounces.reading import MailKind, MailReading, read_mail
-from campaigns.bounces.verp import find_return_path, job_of_message_id
+from campaigns.bounces.verp import find_message_id, find_return_path
 from campaigns.core.models import Campaign, EventKind, Job, JobState, Recipient
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
@@ -38,7 +38,7 @@ class IntakeOutcome(enum.StrEnum):
     NOT_A_COMPLAINT = "not_a_complaint"
     """An ARF report of another type (not-spam, auth-failure)."""
     FORGED = "forged"
-    """The return path's token was not signed by us."""
+    """The return path's token or the Message-ID's tag was not signed by us."""
     NO_JOB = "no_job"
     """No job of ours could be matched to the report."""
     UNRECOGNISED = "unrecognised"
@@ -109,7 +109,7 @@ class BounceIntake:
             if return_path is not None:
                 job = _job_by_id(session, return_path.job_id)  # type: ignore[arg-type]
             else:
-                job = _job_by_message_id(session, reading, failures)
+                job = _job_by_message_id(session, self._secret, reading, failures)
             if job is None:
                 return _ignored(IntakeOutcome.NO_JOB, "no job of ours matches it")
             feedback = _feedback(reading, job, failures)
@@ -128,14 +128,17 @@ class BounceIntake:
 
         The job is the one our ``message_id`` names when it was sent to ``recipient``; failing
         that, for an ``authenticated`` call only, the latest message sent to ``recipient``
-        (anyone could name an address, few could name a message sent to it).
+        (anyone could name an address, few could name a message sent to it). A Message-ID of
+        our shape whose tag does not verify makes the event count for nothing.
         """
         email_key = recipient.strip().lower()
+        named = find_message_id(self._secret, message_id or "")
+        if named is not None and named.job_id is None:
+            return _ignored(IntakeOutcome.FORGED, f"Message-ID {message_id!r} has no valid tag")
         with self._database.session() as session:
             job = None
-            named = job_of_message_id(message_id or "")
-            if named is not None:
-                job = _job_of_campaign(session, *named)
+            if named is not None and named.job_id is not None:
+                job = _job_of_campaign(session, named.campaign_uuid, named.job_id)
                 if job is not None and job.email_key != email_key:
                     job = None
             if job is None and authenticated:
@@ -201,12 +204,12 @@ def _job_of_campaign(session: Session, campaign_uuid: str, job_id: int) -> _Job 
 
 
 def _job_by_message_id(
-    session: Session, reading: MailReading, failures: list[RecipientStatus]
+    session: Session, secret: bytes, reading: MailReading, failures: list[RecipientStatus]
 ) -> _Job | None:
     """The fallback when no return path survived: our Message-ID in the returned headers.
 
-    A Message-ID is easier to guess than a signed token, so it only counts when the report
-    also names the job's recipient.
+    Only a Message-ID whose tag verifies counts, and only when the report also names the
+    job's recipient.
     """
     reported = {
         address
@@ -216,10 +219,10 @@ def _job_by_message_id(
     }
     reported.update(reading.original_recipients)
     for message_id in reading.original_message_ids:
-        named = job_of_message_id(message_id)
-        if named is None:
+        named = find_message_id(secret, message_id)
+        if named is None or named.job_id is None:
             continue
-        job = _job_of_campaign(session, *named)
+        job = _job_of_campaign(session, named.campaign_uuid, named.job_id)
         if job is not None and job.email_key in reported:
             return job
     return None

@@ -2,7 +2,8 @@
 SendGrid's ECDSA signature, Mailgun's HMAC, Postmark's basic auth or token.
 
 Each check returns a reason when it fails and None when it passes; none of them raises on
-malformed input.
+malformed input. Signatures prove who sent a payload; its timestamp (:func:`timestamp_problem`)
+and, for Mailgun, its token (:class:`SeenTokens`) keep a captured one from being replayed.
 """
 
 from __future__ import annotations
@@ -11,22 +12,19 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
+import math
 import threading
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-CertificateFetcher = Callable[[str], bytes]
-"""Gets the PEM certificate at an (already vetted) SigningCertURL."""
+from campaigns.bounces.sns_certificates import SnsCertificates, is_sns_certificate_url
 
-_SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _SUBSCRIPTION_FIELDS = (
     "Message",
@@ -38,48 +36,56 @@ _SUBSCRIPTION_FIELDS = (
     "Type",
 )
 _SNS_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+SIGNED_PAYLOAD_MAX_AGE_S = 300.0
+"""A signed payload further than this from now, either way, is refused: a captured one is
+worth something for this long only."""
 
 
-def is_sns_url(url: str) -> bool:
-    """An https URL on an SNS endpoint (``sns.<region>.amazonaws.com``), the only place SNS
-    certificates and subscription confirmations may come from."""
-    parts = urlsplit(url or "")
-    return (
-        parts.scheme == "https"
-        and bool(_SNS_HOST.match(parts.hostname or ""))
-        and (parts.port in (None, 443))
-    )
+def timestamp_problem(timestamp: str, now_s: float) -> str | None:
+    """Why a signed payload's timestamp (Unix seconds or ISO 8601) is not fresh, or None."""
+    try:
+        signed_s = float(timestamp)
+    except ValueError:
+        try:
+            signed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            return f"timestamp {timestamp[:40]!r} is not a time"
+        signed_s = (signed if signed.tzinfo else signed.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(signed_s) or abs(now_s - signed_s) > SIGNED_PAYLOAD_MAX_AGE_S:
+        return f"timestamp {timestamp[:40]!r} is more than 5 minutes from now"
+    return None
 
 
-class CachedCertificates:
-    """Fetches each signing certificate once (they rotate rarely) with a short timeout."""
+class SeenTokens:
+    """Tokens of signed payloads accepted within the last ``SIGNED_PAYLOAD_MAX_AGE_S``, so a
+    payload is accepted once. In memory, per process, at most ``max_entries`` (the oldest go
+    first)."""
 
-    def __init__(self, fetch: CertificateFetcher | None = None) -> None:
-        self._fetch = fetch or _fetch_over_https
-        self._certificates: dict[str, x509.Certificate] = {}
+    def __init__(self, *, max_entries: int = 100_000) -> None:
+        self._max_entries = max_entries
+        self._expiry_s: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, url: str) -> x509.Certificate:
+    def first_use(self, token: str, now_s: float) -> bool:
+        """True the first time ``token`` is seen in its window; remembers it."""
         with self._lock:
-            if url not in self._certificates:
-                self._certificates[url] = x509.load_pem_x509_certificate(self._fetch(url))
-            return self._certificates[url]
+            while self._expiry_s and next(iter(self._expiry_s.values())) <= now_s:
+                self._expiry_s.popitem(last=False)
+            if token in self._expiry_s:
+                return False
+            self._expiry_s[token] = now_s + 2 * SIGNED_PAYLOAD_MAX_AGE_S
+            while len(self._expiry_s) > self._max_entries:
+                self._expiry_s.popitem(last=False)
+            return True
 
 
-def _fetch_over_https(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read(64 * 1024)
-
-
-def sns_signature_problem(
-    message: Mapping[str, Any], certificates: CachedCertificates
-) -> str | None:
+def sns_signature_problem(message: Mapping[str, Any], certificates: SnsCertificates) -> str | None:
     """Why an SNS message's signature is not valid, or None (SignatureVersion 1 and 2)."""
     version = str(message.get("SignatureVersion", ""))
     if version not in _SNS_HASHES:
         return f"unsupported SignatureVersion {version!r}"
     cert_url = str(message.get("SigningCertURL") or message.get("SigningCertUrl") or "")
-    if not is_sns_url(cert_url) or not cert_url.endswith(".pem"):
+    if not is_sns_certificate_url(cert_url):
         return f"SigningCertURL {cert_url!r} is not an SNS certificate URL"
     kind = message.get("Type")
     names = _NOTIFICATION_FIELDS if kind == "Notification" else _SUBSCRIPTION_FIELDS
@@ -89,7 +95,7 @@ def sns_signature_problem(
     try:
         signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
         public_key = certificates.get(cert_url).public_key()
-    except (binascii.Error, ValueError, OSError) as error:
+    except (binascii.Error, ValueError) as error:
         return f"cannot check the signature: {error}"
     if not isinstance(public_key, rsa.RSAPublicKey):
         return "the signing certificate does not hold an RSA key"

@@ -16,7 +16,7 @@ import binascii
 import functools
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -63,9 +63,17 @@ _OWN_HEADERS = frozenset(
 )
 
 
-def message_id_for(campaign_uuid: str, job_id: int, domain: str) -> str:
-    """The Message-ID of a job: the same on every retry, different in every campaign."""
-    return f"<{campaign_uuid}.{job_id}@{domain}>"
+def message_id_for(campaign_uuid: str, job_id: int, domain: str, tag: str = "") -> str:
+    """The Message-ID of a job: the same on every retry, different in every campaign.
+
+    ``tag`` proves the id is ours (an HMAC of the job id, see ``campaigns.bounces.verp``):
+    reports name a job by its Message-ID only when the tag verifies.
+    """
+    return (
+        f"<{campaign_uuid}.{job_id}.{tag}@{domain}>"
+        if tag
+        else f"<{campaign_uuid}.{job_id}@{domain}>"
+    )
 
 
 class MessageSkeleton:
@@ -77,7 +85,10 @@ class MessageSkeleton:
         from_address: str,
         campaign_uuid: str,
         list_unsubscribe_mailto: str | None = None,
+        message_id_tag: Callable[[int], str] | None = None,
     ) -> None:
+        """``message_id_tag`` gives the tag of each job's Message-ID; without it (previews,
+        checks) Message-IDs carry none and no report can name their job."""
         name, address = _parse_from(from_address)
         try:
             self.sender_address = _ascii_address(address)
@@ -85,6 +96,7 @@ class MessageSkeleton:
             raise InputError(f"from address {from_address!r}: {error}") from None
         self.sender_domain = self.sender_address.rpartition("@")[2]
         self.campaign_uuid = campaign_uuid
+        self._message_id_tag = message_id_tag
         self._mailto = ""
         if list_unsubscribe_mailto:
             self._mailto = _mailto_uri(list_unsubscribe_mailto)
@@ -116,7 +128,8 @@ class MessageSkeleton:
         if self._mailto:
             unsubscribe[0] += ","
             unsubscribe.append(f"<{self._mailto}>")
-        message_id = message_id_for(self.campaign_uuid, job_id, self.sender_domain)
+        tag = self._message_id_tag(job_id) if self._message_id_tag else ""
+        message_id = message_id_for(self.campaign_uuid, job_id, self.sender_domain, tag)
         headers = [
             self._from_header,
             _header("To", to_words),

@@ -46,14 +46,16 @@ class Settings:
     """Comma-separated SNS topic ARNs whose SES notifications are accepted; empty turns the SES
     webhook off."""
     sendgrid_webhook_public_key: str = ""
-    """Base64 ECDSA public key of SendGrid's signed Event Webhook; empty accepts unsigned
-    events, matched to a job only through its Message-ID."""
+    """Base64 ECDSA public key of SendGrid's signed Event Webhook; empty turns the SendGrid
+    webhook off."""
     mailgun_signing_key: str = ""
     """Mailgun's webhook signing key; empty turns the Mailgun webhook off."""
     postmark_webhook_auth: str = ""
     """``user:password`` Postmark sends as basic auth."""
     postmark_webhook_token: str = ""
     """A secret Postmark sends as ``?token=``; with neither, the Postmark webhook is off."""
+    webhook_max_bytes: int = 1024 * 1024
+    """Largest webhook body accepted; a larger one is answered 413 before it is read whole."""
     dkim_domain: str = ""
     """``d=`` of the DKIM signature; with a selector and a key file every message is signed."""
     dkim_selector: str = ""
@@ -104,6 +106,8 @@ class Settings:
             raise ConfigError(
                 f"EDM_LOGIN_FAILURE_LIMIT: at least 1, got {self.login_failure_limit!r}"
             )
+        if self.webhook_max_bytes < 1:
+            raise ConfigError(f"EDM_WEBHOOK_MAX_BYTES: at least 1, got {self.webhook_max_bytes!r}")
         if self.login_failure_window_s <= 0:
             raise ConfigError(
                 f"EDM_LOGIN_FAILURE_WINDOW_S: must be greater than 0, got "

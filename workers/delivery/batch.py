@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from campaigns.bounces.verp import return_path_for
+from campaigns.bounces.verp import message_id_tagger, return_path_for
 from campaigns.content.dkim import DkimSigner
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate
@@ -76,7 +76,9 @@ class PreparedCampaign:
             if campaign is None:
                 raise EdmError(f"campaign {campaign_id} not found")
             skeleton = MessageSkeleton(
-                from_address=campaign.from_address, campaign_uuid=campaign.uuid
+                from_address=campaign.from_address,
+                campaign_uuid=campaign.uuid,
+                message_id_tag=message_id_tagger(settings.secret),
             )
             return cls(
                 id=campaign.id,
