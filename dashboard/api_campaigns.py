@@ -227,9 +227,15 @@ def post_retry(
 def get_preview(
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     recipient_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> PreviewOut:
-    preview = campaign_preview(database, campaign_id, recipient_id=recipient_id)
+    preview = campaign_preview(
+        database,
+        campaign_id,
+        recipient_id=recipient_id,
+        cpu_limit_s=settings.template_render_cpu_s,
+    )
     rendered = preview.rendered
     return PreviewOut(
         email=preview.email, subject=rendered.subject, html=rendered.html, text=rendered.text

@@ -213,10 +213,16 @@ def campaign_preview_part(
     request: Request,
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     recipient_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     try:
-        preview = campaign_preview(database, campaign_id, recipient_id=recipient_id)
+        preview = campaign_preview(
+            database,
+            campaign_id,
+            recipient_id=recipient_id,
+            cpu_limit_s=settings.template_render_cpu_s,
+        )
     except EdmError as error:
         return render(request, "message_preview.html", {"error": str(error)})
     return render(request, "message_preview.html", {"preview": preview})
