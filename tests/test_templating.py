@@ -438,7 +438,7 @@ def test_constant_expressions_are_not_computed_while_compiling() -> None:
     # Jinja folds constant expressions at compile time; an intercepted operator never is, so
     # compiling must not try 10 ** 10 ** 10 (or this test would not finish).
     compiled = compile_template(
-        "<p>{{ 10 ** (10 ** 10) }}</p>\n<p>{{ 'a' | center(10 ** 10) }}</p>"
+        "<p>{{ 10 ** (10 ** 10) }}</p>\n<p>{{ 'a' | center(9999999999) }}</p>"
     )
 
     with pytest.raises(TemplateError, match=r"^t/body.html:1: exponent too large"):
