@@ -169,7 +169,7 @@ def get_campaign(campaign_id: CampaignId, database: DatabaseDep) -> CampaignDeta
 
 @router.post("/{campaign_id}/schedule", summary="Check the template and schedule sending")
 def post_schedule(
-    campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep
+    campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep, settings: SettingsDep
 ) -> ScheduleOut:
     plan = schedule_plan(
         body.when,
@@ -184,6 +184,7 @@ def post_schedule(
         send_at=plan.send_at,
         local_time=plan.local_time,
         spread_hours=plan.spread_hours,
+        render_cpu_limit_s=settings.template_render_cpu_s,
     )
     return ScheduleOut(
         state=campaign_row(database, campaign_id).state,

@@ -303,6 +303,7 @@ def schedule_form(
     request: Request,
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     when: Annotated[str, Form(max_length=16)] = "now",
     at: Annotated[Text, Form(max_length=40)] = "",
     timezone: Annotated[Text, Form(max_length=64)] = "UTC",
@@ -324,6 +325,7 @@ def schedule_form(
             send_at=plan.send_at,
             local_time=plan.local_time,
             spread_hours=plan.spread_hours,
+            render_cpu_limit_s=settings.template_render_cpu_s,
         )
     except (EdmError, _Refused) as error:
         status = status_of(error) if isinstance(error, EdmError) else 400
