@@ -169,7 +169,7 @@ def get_campaign(campaign_id: CampaignId, database: DatabaseDep) -> CampaignDeta
 
 @router.post("/{campaign_id}/schedule", summary="Check the template and schedule sending")
 def post_schedule(
-    campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep
+    campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep, settings: SettingsDep
 ) -> ScheduleOut:
     plan = schedule_plan(
         body.when,
@@ -184,6 +184,7 @@ def post_schedule(
         send_at=plan.send_at,
         local_time=plan.local_time,
         spread_hours=plan.spread_hours,
+        render_cpu_limit_s=settings.template_render_cpu_s,
     )
     return ScheduleOut(
         state=campaign_row(database, campaign_id).state,
@@ -227,9 +228,15 @@ def post_retry(
 def get_preview(
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     recipient_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> PreviewOut:
-    preview = campaign_preview(database, campaign_id, recipient_id=recipient_id)
+    preview = campaign_preview(
+        database,
+        campaign_id,
+        recipient_id=recipient_id,
+        cpu_limit_s=settings.template_render_cpu_s,
+    )
     rendered = preview.rendered
     return PreviewOut(
         email=preview.email, subject=rendered.subject, html=rendered.html, text=rendered.text

@@ -138,7 +138,9 @@ def post_preview(
 ) -> PreviewOut:
     source = _source(settings, request.template, request.source)
     email, fields = _recipient(database, request)
-    rendered = render_for(source, email=email, fields=fields)
+    rendered = render_for(
+        source, email=email, fields=fields, cpu_limit_s=settings.template_render_cpu_s
+    )
     return PreviewOut(email=email, subject=rendered.subject, html=rendered.html, text=rendered.text)
 
 
@@ -158,7 +160,11 @@ async def post_test_send(
 ) -> SendTestOutcome:
     source = _source(settings, request.template, request.source)
     email, fields = await run_in_threadpool(_recipient, database, request)
-    rendered = render_for(source, email=email, fields=fields)
+    rendered = await run_in_threadpool(
+        lambda: render_for(
+            source, email=email, fields=fields, cpu_limit_s=settings.template_render_cpu_s
+        )
+    )
     return await send_test(
         settings, rendered, from_address=request.from_address, to_address=request.to
     )

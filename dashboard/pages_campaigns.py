@@ -213,10 +213,16 @@ def campaign_preview_part(
     request: Request,
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     recipient_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
     try:
-        preview = campaign_preview(database, campaign_id, recipient_id=recipient_id)
+        preview = campaign_preview(
+            database,
+            campaign_id,
+            recipient_id=recipient_id,
+            cpu_limit_s=settings.template_render_cpu_s,
+        )
     except EdmError as error:
         return render(request, "message_preview.html", {"error": str(error)})
     return render(request, "message_preview.html", {"preview": preview})
@@ -297,6 +303,7 @@ def schedule_form(
     request: Request,
     campaign_id: CampaignId,
     database: DatabaseDep,
+    settings: SettingsDep,
     when: Annotated[str, Form(max_length=16)] = "now",
     at: Annotated[Text, Form(max_length=40)] = "",
     timezone: Annotated[Text, Form(max_length=64)] = "UTC",
@@ -318,6 +325,7 @@ def schedule_form(
             send_at=plan.send_at,
             local_time=plan.local_time,
             spread_hours=plan.spread_hours,
+            render_cpu_limit_s=settings.template_render_cpu_s,
         )
     except (EdmError, _Refused) as error:
         status = status_of(error) if isinstance(error, EdmError) else 400

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from campaigns.content.dkim_keys import signer_from_settings
+from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S, render_isolated
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import (
     CompiledTemplate,
@@ -58,16 +59,23 @@ class SendTestOutcome:
 
 
 def render_for(
-    source: TemplateSource, *, email: str, fields: dict[str, str], campaign_name: str = ""
+    source: TemplateSource,
+    *,
+    email: str,
+    fields: dict[str, str],
+    campaign_name: str = "",
+    cpu_limit_s: float = DEFAULT_CPU_LIMIT_S,
 ) -> RenderedMessage:
-    compiled = CompiledTemplate(source)
-    return compiled.render(
+    # In a child process: a costly template must not hold up the server's other requests.
+    return render_isolated(
+        source,
         render_context(
             campaign_name=campaign_name or PREVIEW_CAMPAIGN_NAME,
             email=email,
             fields=fields,
             unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
-        )
+        ),
+        cpu_limit_s=cpu_limit_s,
     )
 
 
@@ -79,7 +87,11 @@ class CampaignPreview:
 
 
 def campaign_preview(
-    database: Database, campaign_id: int, *, recipient_id: int | None = None
+    database: Database,
+    campaign_id: int,
+    *,
+    recipient_id: int | None = None,
+    cpu_limit_s: float = DEFAULT_CPU_LIMIT_S,
 ) -> CampaignPreview:
     """The campaign's own copy of its template, for one recipient of its list (the first by
     default), as that recipient will get it."""
@@ -101,6 +113,7 @@ def campaign_preview(
             email=recipient.email,
             fields=dict(recipient.fields),
             campaign_name=campaign.name,
+            cpu_limit_s=cpu_limit_s,
         )
         return CampaignPreview(recipient.email, recipient.id, rendered)
 

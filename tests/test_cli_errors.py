@@ -112,6 +112,37 @@ def test_an_undefined_variable_is_refused_at_schedule_naming_it_and_the_count(
     assert status["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("costly", "limit"),
+    [
+        ("{{ 10 ** (10 ** 10) }}", "body.html:2: exponent too large (limit 10000)"),
+        (
+            "{% set s = 'x' * 1000 %}{% for a in s %}{% for b in s %}{% for c in s %}"
+            "{% endfor %}{% endfor %}{% endfor %}",
+            "body.html:2: rendering took too long (limit 1 s of CPU)",
+        ),
+    ],
+)
+def test_a_costly_template_is_refused_at_schedule_naming_the_limit(
+    env: dict[str, str], tmp_path: Path, costly: str, limit: str
+) -> None:
+    (tmp_path / "list.csv").write_text(GOOD_CSV)
+    _import(env, tmp_path / "list.csv")
+    template = tmp_path / "costly"
+    template.mkdir()
+    (template / "subject.txt").write_text("Hi {{ first_name }}")
+    (template / "body.html").write_text(f"<p>Hi {{{{ first_name }}}}</p>\n<p>{costly}</p>\n")
+    campaign_id = json.loads(_create(env, template, "--json").stdout)["id"]
+    result = run_edm(
+        ["campaigns", "schedule", str(campaign_id), "--now"],
+        {**env, "EDM_TEMPLATE_RENDER_CPU_S": "1"},
+    )
+    _assert_one_line_error(result, limit)
+    status = json.loads(run_edm(["campaigns", "status", str(campaign_id), "--json"], env).stdout)
+    assert status["state"] == "draft"
+    assert status["total"] == 0
+
+
 @pytest.mark.parametrize("action", ["status", "pause", "resume", "cancel", "schedule"])
 def test_an_unknown_campaign_id_is_named(env: dict[str, str], action: str) -> None:
     extra = ["--now"] if action == "schedule" else []

@@ -397,3 +397,59 @@ def test_the_announcement_text_part_is_derived_and_readable() -> None:
     assert all(len(line) <= 78 for line in lines)
     for noise in ("**", "](", "[", "#", "\\", "  \n"):
         assert noise not in rendered.text
+
+
+# --- bounded cost -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("costly", "limit"),
+    [
+        ("{{ 10 ** (10 ** 10) }}", "exponent too large (limit 10000)"),
+        ("{{ (10 ** 5000) ** 30 }}", "number too large (limit 100000 bits)"),
+        ("{{ 'a' * 10 ** 9 }}", "repeated text or list too long (limit 1000000)"),
+        ("{{ [1] * 10 ** 9 }}", "repeated text or list too long (limit 1000000)"),
+        ("{{ ('a' * 999999) ~ ('b' * 999999) + 'c' }}", "joined text or list too long"),
+        ("{{ '%999999999d' % 1 }}", "format width too large (limit 10000)"),
+        ("{{ '%999999999d' | format(1) }}", "format width too large (limit 10000)"),
+        ("{{ 'a' | center(999999999) }}", "centered text too long (limit 1000000)"),
+        ("{{ [1] | batch(999999999, 0) | list }}", "batch too long (limit 1000000)"),
+        ("{{ 'a'.ljust(10 ** 7) }}", "result of a call too long (limit 1000000)"),
+        ("{{ lipsum(10 ** 6) }}", "lipsum: too long"),
+        ("{% for i in range(10 ** 6) %}{% endfor %}", "range too long (limit 10000 items)"),
+        (
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+            "loops over range() ran too many times (limit 100000 items per message)",
+        ),
+        (
+            "{% for i in range(5000) %}{{ 'x' * 1000 }}{% endfor %}",
+            "output too large (limit 2000000 characters)",
+        ),
+    ],
+)
+def test_a_costly_construct_is_refused_naming_the_limit_and_line(costly: str, limit: str) -> None:
+    message = template_error(f"<p>Hello</p>\n<p>\n{costly}</p>")
+
+    assert message.startswith("t/body.html:3: ")
+    assert limit in message
+
+
+def test_constant_expressions_are_not_computed_while_compiling() -> None:
+    # Jinja folds constant expressions at compile time; an intercepted operator never is, so
+    # compiling must not try 10 ** 10 ** 10 (or this test would not finish).
+    compiled = compile_template(
+        "<p>{{ 10 ** (10 ** 10) }}</p>\n<p>{{ 'a' | center(9999999999) }}</p>"
+    )
+
+    with pytest.raises(TemplateError, match=r"^t/body.html:1: exponent too large"):
+        compiled.render({})
+
+
+def test_limits_leave_ordinary_arithmetic_and_loops_alone() -> None:
+    compiled = compile_template(
+        "<p>x</p>",
+        text="{{ 2 ** 10 }} {{ 'ab' * 3 }} {{ [0] * 2 }} {{ 'a' + 'b' }} {{ '%05d' % 42 }} "
+        "{{ 7 % 3 }}{% for i in range(3) %} {{ i }}{% endfor %}",
+    )
+
+    assert compiled.render({}).text == "1024 ababab [0, 0] ab 00042 1 0 1 2"

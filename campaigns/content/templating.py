@@ -34,6 +34,13 @@ from campaigns.content.jinja_marks import (
     marker,
     surviving_marks,
 )
+from campaigns.content.template_limits import (
+    MAX_OUTPUT_CHARS,
+    BoundedSandbox,
+    RenderCpuTimeExceeded,
+    TemplateLimitExceeded,
+    start_render_budget,
+)
 from campaigns.core.errors import NotFound, TemplateError
 
 log = logging.getLogger(__name__)
@@ -104,7 +111,7 @@ def _finalize(value: Any) -> Any:
 
 
 def _environment(*, autoescape: bool, trim_blocks: bool = True) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    return BoundedSandbox(
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=trim_blocks,
@@ -141,12 +148,35 @@ class _Part:
         )
 
     def render(self, context: Mapping[str, Any]) -> str:
+        end_budget = start_render_budget()
         try:
-            return self._template.render(context)
-        except Exception as error:
+            return self._bounded_render(context)
+        except (Exception, RenderCpuTimeExceeded) as error:
             # Whatever user template code raises is a fault of the template, not of the sender.
-            where = f"{self.filename}:{self._line_of(error)}"
-            raise TemplateError(f"{where}: {_render_failure(error)}") from error
+            line = error.line if isinstance(error, _OutputTooLarge) else self._line_of(error)
+            raise TemplateError(f"{self.filename}:{line}: {_render_failure(error)}") from error
+        finally:
+            end_budget()
+
+    def _bounded_render(self, context: Mapping[str, Any]) -> str:
+        # Template.render, but counting the output as it is made: stopped at the limit, the
+        # template's own frame still says which line was writing.
+        template = self._template
+        chunks: list[str] = []
+        written_chars = 0
+        try:
+            generator = template.root_render_func(template.new_context(dict(context)))
+            for chunk in generator:
+                written_chars += len(chunk)
+                if written_chars > MAX_OUTPUT_CHARS:
+                    line = template.get_corresponding_lineno(generator.gi_frame.f_lineno)
+                    raise _OutputTooLarge(line)
+                chunks.append(chunk)
+        except _OutputTooLarge:
+            raise
+        except (Exception, RenderCpuTimeExceeded):
+            template.environment.handle_exception()
+        return "".join(chunks)
 
     def _line_of(self, error: BaseException) -> str:
         # Jinja rewrites tracebacks so template frames carry the template's file name and line.
@@ -159,9 +189,17 @@ class _Part:
         return line
 
 
-def _render_failure(error: Exception) -> str:
+class _OutputTooLarge(TemplateLimitExceeded):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"output too large (limit {MAX_OUTPUT_CHARS} characters)")
+        self.line = line
+
+
+def _render_failure(error: BaseException) -> str:
     if isinstance(error, UndefinedError):
         return str(error.message)
+    if isinstance(error, TemplateLimitExceeded | RenderCpuTimeExceeded):
+        return str(error)
     if isinstance(error, SecurityError):
         return f"not allowed in a template: {error}"
     return f"{type(error).__name__}: {error}"

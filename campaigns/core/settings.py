@@ -62,6 +62,8 @@ class Settings:
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
     templates_dir: Path = PROJECT_ROOT / "templates"
+    template_render_cpu_s: float = 2.0
+    """CPU time a preview, test send or scheduling check may spend rendering one message."""
     batch_size: int = 500
     smtp_connections: int = 16
     """Connections each worker process keeps open to the relay. Each send waits for its
@@ -112,6 +114,11 @@ class Settings:
             raise ConfigError(
                 f"EDM_LOGIN_FAILURE_WINDOW_S: must be greater than 0, got "
                 f"{self.login_failure_window_s!r}"
+            )
+        if self.template_render_cpu_s <= 0:
+            raise ConfigError(
+                f"EDM_TEMPLATE_RENDER_CPU_S: must be greater than 0, got "
+                f"{self.template_render_cpu_s!r}"
             )
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
+from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S, render_isolated
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import (
     CompiledTemplate,
@@ -155,11 +156,13 @@ def schedule_campaign(
     send_at: datetime,
     local_time: LocalTimePlan | None = None,
     spread_hours: float = 0.0,
+    render_cpu_limit_s: float = DEFAULT_CPU_LIMIT_S,
 ) -> ScheduleResult:
     """Check the template against every recipient, then write the jobs with their due times.
 
     ``send_at`` starts the campaign; ``local_time`` instead makes each recipient due at a wall
     time on their own clock; ``spread_hours`` releases recipients evenly from ``send_at`` on.
+    The trial render may use ``render_cpu_limit_s`` of CPU (see ``isolated_render``).
     """
     with database.session() as session:
         campaign = _campaign(session, campaign_id)
@@ -167,7 +170,7 @@ def schedule_campaign(
             raise StateError(
                 f"campaign {campaign_id} is {campaign.state}; only a draft is scheduled"
             )
-        _check_template_against_list(session, campaign)
+        _check_template_against_list(session, campaign, render_cpu_limit_s)
         now = utc_now()
         suppressed = select(Suppression.email_key).where(
             Suppression.email_key == Recipient.email_key
@@ -246,8 +249,11 @@ def _plan_spread(
     return ScheduleResult(jobs, start, last_due)
 
 
-def _check_template_against_list(session: Any, campaign: Campaign) -> None:
-    compiled = CompiledTemplate(campaign_template(campaign))
+def _check_template_against_list(
+    session: Any, campaign: Campaign, render_cpu_limit_s: float
+) -> None:
+    source = campaign_template(campaign)
+    compiled = CompiledTemplate(source)
     fields_stream = session.execute(
         select(Recipient.fields).where(Recipient.list_id == campaign.list_id).order_by(Recipient.id)
     ).scalars()
@@ -268,13 +274,15 @@ def _check_template_against_list(session: Any, campaign: Campaign) -> None:
     ).first()
     if first is not None:
         # A trial render catches what a variable check cannot (a filter failing on real data).
-        compiled.render(
+        render_isolated(
+            source,
             render_context(
                 campaign_name=campaign.name,
                 email=first.email,
                 fields=first.fields,
                 unsubscribe_url="https://example.invalid/u/check",
-            )
+            ),
+            cpu_limit_s=render_cpu_limit_s,
         )
 
 

@@ -74,6 +74,7 @@ def schedule(args: argparse.Namespace, settings: Settings) -> None:
         send_at=send_at,
         local_time=local_time,
         spread_hours=args.spread_hours,
+        render_cpu_limit_s=settings.template_render_cpu_s,
     )
     when = result.first_due.isoformat()
     if result.last_due != result.first_due:

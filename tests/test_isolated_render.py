@@ -1,0 +1,49 @@
+"""Previews and scheduling checks render in a child process with a CPU-time limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaigns.content.isolated_render import render_isolated
+from campaigns.content.templating import CompiledTemplate, TemplateSource, load_template
+from campaigns.core.errors import TemplateError
+from campaigns.core.settings import PROJECT_ROOT
+
+CONTEXT = {
+    "email": "ann@example.com",
+    "unsubscribe_url": "https://mail.example.com/u/abc123",
+    "campaign_name": "Spring news",
+    "first_name": "Ann",
+    "city": "Lyon",
+    "plan": "Pro",
+}
+# No hook sees an empty loop: a billion passes over a string only the CPU limit stops.
+ENDLESS_LOOPS = (
+    "<p>Hello</p>\n{% set s = 'x' * 1000 %}\n"
+    "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}\n"
+)
+
+
+@pytest.mark.parametrize("name", ["newsletter", "announcement"])
+def test_shipped_templates_render_the_same_in_the_child_process(name: str) -> None:
+    source = load_template(name, PROJECT_ROOT / "templates")
+
+    assert render_isolated(source, CONTEXT) == CompiledTemplate(source).render(CONTEXT)
+
+
+def test_a_render_over_its_cpu_time_is_stopped_naming_the_limit_and_line() -> None:
+    source = TemplateSource(name="t", subject="Hi", html=ENDLESS_LOOPS, text=None)
+
+    with pytest.raises(TemplateError) as raised:
+        render_isolated(source, {}, cpu_limit_s=0.5)
+
+    assert str(raised.value) == "t/body.html:3: rendering took too long (limit 0.5 s of CPU)"
+
+
+def test_a_template_error_in_the_child_is_the_same_one_line_error() -> None:
+    source = TemplateSource(name="t", subject="Hi", html="<p>\n{{ 'a' * 10 ** 9 }}</p>", text=None)
+
+    with pytest.raises(TemplateError) as raised:
+        render_isolated(source, {})
+
+    assert str(raised.value) == "t/body.html:2: repeated text or list too long (limit 1000000)"
