@@ -22,6 +22,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN_POLICIES = ("hold", "retry")
 
 
+def example_templates_dir(project_root: Path = PROJECT_ROOT) -> Path:
+    """The checkout's ``templates/`` folder, the one people edit; in an installed copy, which has
+    no checkout, the example templates the wheel carries."""
+    checkout_templates = project_root / "templates"
+    if (project_root / "pyproject.toml").is_file() and checkout_templates.is_dir():
+        return checkout_templates
+    # Where setup.py maps the checkout's templates/ folder inside the wheel.
+    return project_root / "campaigns" / "content" / "example_templates"
+
+
+EXAMPLE_TEMPLATES_DIR = example_templates_dir()
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("edm-data")
@@ -59,7 +72,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    templates_dir: Path = EXAMPLE_TEMPLATES_DIR
     batch_size: int = 500
     smtp_connections: int = 16
     """Connections each worker process keeps open to the relay. Each send waits for its
