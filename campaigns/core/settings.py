@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.core.errors import ConfigError
+from campaigns.core.private_files import create_private_file, make_private_directory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN_POLICIES = ("hold", "retry")
@@ -192,10 +193,13 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _data_dir_secret(data_dir: Path) -> bytes:
     path = data_dir / "secret.key"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_directory(data_dir)
         candidate = data_dir / f".secret.key.{os.getpid()}"
-        candidate.write_text(secrets.token_hex(32))
-        candidate.chmod(0o600)
+        # Left behind by a crashed process that had this pid; the file must be new to be private.
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+        with create_private_file(candidate) as key_file:
+            key_file.write(secrets.token_hex(32).encode())
         # link() fails if the key exists: two processes starting at once end up sharing one key.
         with contextlib.suppress(FileExistsError):
             os.link(candidate, path)
