@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from campaigns.core.errors import EdmError, InputError, NotFound
 from campaigns.core.models import ImportTask, utc_now
+from campaigns.core.private_files import create_private_file, make_private_directory
 from campaigns.core.storage import Database
 from campaigns.lists.importer import import_recipients
 from dashboard.file_progress import bytes_read
@@ -93,9 +94,9 @@ class BackgroundImports:
             raise InputError("list: a list name is required")
         if len(list_name) > MAX_LIST_NAME_CHARS:
             raise InputError(f"list: at most {MAX_LIST_NAME_CHARS} characters")
-        self._uploads_dir.mkdir(parents=True, exist_ok=True)
+        make_private_directory(self._uploads_dir)
         path = self._uploads_dir / f"{uuid.uuid4().hex}.csv"
-        with path.open("wb") as saved:
+        with create_private_file(path) as saved:
             shutil.copyfileobj(upload, saved, length=1024 * 1024)
         size = path.stat().st_size
         if size == 0:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from campaigns.core.errors import ServiceUnavailable
 from campaigns.core.models import PENDING_JOB_STATES, utc_now
+from campaigns.core.private_files import make_private_directory
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
 from campaigns.lifecycle.campaign_service import campaign_status, create_campaign, schedule_campaign
@@ -35,7 +36,7 @@ def run_demo(settings: Settings, *, serve_port: int | None = None) -> None:
     demo_dir = (settings.data_dir / "demo").resolve()
     # A fresh database and capture folder each run, so what is in the folder is this run's.
     shutil.rmtree(demo_dir, ignore_errors=True)
-    demo_dir.mkdir(parents=True)
+    make_private_directory(demo_dir)
     settings = replace(
         settings, data_dir=demo_dir, database_url=f"sqlite:///{demo_dir / 'demo.sqlite3'}"
     )

@@ -23,6 +23,7 @@ from types import TracebackType
 import redis
 
 from campaigns.core.errors import ServiceUnavailable
+from campaigns.core.private_files import make_private_directory
 from workers.child_processes import die_with_parent_hook
 
 URL_FILE_NAME = "redis.url"
@@ -65,7 +66,7 @@ class EmbeddedRedis:
         binary = find_redis_server()
         if binary is None:
             raise ServiceUnavailable(_NO_BINARY)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_directory(self.data_dir)
         last_reason = ""
         # The free port is found by binding and releasing it, so another program may take it
         # before redis-server binds; a fresh port on the next attempt settles that race.
@@ -146,7 +147,7 @@ def resolve_redis_url(configured: str, data_dir: Path) -> tuple[str, EmbeddedRed
     if configured:
         return configured, None
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_directory(data_dir)
     # Two processes starting at once must agree on one server, or the dispatcher could publish
     # to a Redis that no worker reads.
     with _exclusive_lock(data_dir / _LOCK_FILE_NAME):

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from campaigns.content.dkim import DkimSigner, PrivateKey, checked_dns_name
 from campaigns.core.errors import ConfigError, InputError
+from campaigns.core.private_files import create_private_file, make_private_directory
 from campaigns.core.settings import Settings
 
 KeyType = Literal["rsa", "ed25519"]
@@ -132,13 +133,13 @@ def write_private_key(key: PrivateKey, path: Path) -> None:
     if path.exists():
         raise InputError(f"{path}: already exists; not overwriting a key (choose another --out)")
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_directory(path.parent)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        key_file = create_private_file(temporary)
     except OSError as error:
         raise InputError(f"{path}: cannot write: {error.strerror}") from None
     try:
-        with os.fdopen(descriptor, "wb") as key_file:
+        with key_file:
             key_file.write(pem)
             key_file.flush()
             os.fsync(key_file.fileno())

@@ -17,9 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.core.errors import ConfigError
+from campaigns.core.private_files import create_private_file, make_private_directory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN_POLICIES = ("hold", "retry")
+
+
+def example_templates_dir(project_root: Path = PROJECT_ROOT) -> Path:
+    """The checkout's ``templates/`` folder, the one people edit; in an installed copy, which has
+    no checkout, the example templates the wheel carries."""
+    checkout_templates = project_root / "templates"
+    if (project_root / "pyproject.toml").is_file() and checkout_templates.is_dir():
+        return checkout_templates
+    # Where setup.py maps the checkout's templates/ folder inside the wheel.
+    return project_root / "campaigns" / "content" / "example_templates"
+
+
+EXAMPLE_TEMPLATES_DIR = example_templates_dir()
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    templates_dir: Path = EXAMPLE_TEMPLATES_DIR
     template_render_cpu_s: float = 2.0
     """CPU time a preview, test send or scheduling check may spend rendering one message."""
     batch_size: int = 500
@@ -190,10 +204,13 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _data_dir_secret(data_dir: Path) -> bytes:
     path = data_dir / "secret.key"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_directory(data_dir)
         candidate = data_dir / f".secret.key.{os.getpid()}"
-        candidate.write_text(secrets.token_hex(32))
-        candidate.chmod(0o600)
+        # Left behind by a crashed process that had this pid; the file must be new to be private.
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+        with create_private_file(candidate) as key_file:
+            key_file.write(secrets.token_hex(32).encode())
         # link() fails if the key exists: two processes starting at once end up sharing one key.
         with contextlib.suppress(FileExistsError):
             os.link(candidate, path)

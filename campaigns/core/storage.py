@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from campaigns.core.errors import ServiceUnavailable
+from campaigns.core.private_files import create_private_file, make_private_directory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -21,12 +23,19 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_database_file(Path(database))
         # Several processes write (workers, dispatcher, CLI): wait for the lock, never fail on it.
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_private_database_file(path: Path) -> None:
+    # SQLite would create the file readable by all; its -wal and -shm files copy its mode.
+    make_private_directory(path.parent)
+    with contextlib.suppress(FileExistsError), create_private_file(path):
+        pass
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

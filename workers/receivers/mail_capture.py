@@ -15,6 +15,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
+from campaigns.core.private_files import make_private_directory
+
 
 class _CaptureHandler:
     def __init__(self, folder: Path) -> None:
@@ -38,7 +40,7 @@ class MailCapture:
     """Runs on 127.0.0.1 at a free port in a background thread while in a ``with`` block."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_directory(folder)
         self.folder = folder
         self._handler = _CaptureHandler(folder)
         self.port = _free_port()
