@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from campaigns.core.errors import ConfigError, ServiceUnavailable
-from campaigns.core.smtp_replies import SmtpReply, enhanced_status
+from campaigns.core.smtp_replies import SmtpReply, enhanced_status, find_status
 from tests.smtp_server import DataEnd, RecordingSmtpServer
 from workers.smtp.pool import SendOutcome, SendOutcomeKind, SmtpPool
 from workers.smtp.url import SmtpRelay, parse_smtp_url
@@ -128,10 +128,26 @@ def test_relay_display_hides_the_password() -> None:
         ("3.1.1 not a class", None),
         ("5.1.1.1 too many parts", None),
         ("", None),
+        ("5.01.001 leading zeros", "5.1.1"),
     ],
 )
 def test_enhanced_status(text: str, status: str | None) -> None:
     assert enhanced_status(text) == status
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("smtp; 550 5.1.1 <a@b>: Recipient address rejected", "5.1.1"),
+        ("smtp; 550 5.01.01 user unknown", "5.1.1"),
+        ("version 1.5.1.1 of nothing", None),
+        ("no code here", None),
+    ],
+)
+def test_an_enhanced_status_anywhere_in_a_diagnostic_reads_like_one_opening_a_reply(
+    text: str, status: str | None
+) -> None:
+    assert find_status(text) == status
 
 
 def test_reply_is_a_code_and_message_with_its_status() -> None:

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.bounces.classify import BounceClass
 from campaigns.bounces.policy import BOUNCE_COUNTER
 from campaigns.core.batching import chunked
 from campaigns.core.events import record_event
@@ -30,6 +29,7 @@ from campaigns.core.models import (
     Suppression,
     utc_now,
 )
+from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
@@ -231,8 +231,14 @@ def _record_refusals_in(
         outcome = by_job[row.id]
         if outcome.state != JobState.BOUNCED:
             continue
-        bounce_class = BounceClass.HARD if outcome.suppression_reason else BounceClass.SOFT
-        detail = {"source": "smtp", "class": str(bounce_class), "diagnostic": outcome.reply[:1000]}
+        bounce_class = (
+            ReplyClass.HARD_BOUNCE if outcome.suppression_reason else ReplyClass.SOFT_BOUNCE
+        )
+        detail = {
+            "source": "smtp",
+            "class": bounce_event_class(bounce_class),
+            "diagnostic": outcome.reply[:1000],
+        }
         if outcome.status:
             detail["status"] = outcome.status
         record_event(
