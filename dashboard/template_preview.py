@@ -30,7 +30,7 @@ from campaigns.core.storage import Database
 from campaigns.lifecycle.campaign_service import campaign_template, render_context
 from campaigns.lists.fields import normalise_email
 from workers.relays.config import load_relay_config
-from workers.smtp.pool import SmtpPool
+from workers.smtp.pool import SendOutcomeKind, SmtpPool
 
 PREVIEW_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe-preview"
 PREVIEW_CAMPAIGN_NAME = "Preview"
@@ -170,7 +170,7 @@ async def send_test(
         await pool.close()
     return SendTestOutcome(
         to=to,
-        accepted=outcome.kind == "accepted",
+        accepted=outcome.kind == SendOutcomeKind.ACCEPTED,
         reply=outcome.message,
         relay=relay.relay.display(),
     )

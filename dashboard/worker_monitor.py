@@ -32,6 +32,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.core.errors import EdmError
+from campaigns.core.job_predicates import (
+    job_attempt_is_later,
+    job_campaign_is_running,
+    job_is_claimable,
+)
 from campaigns.core.models import (
     CLAIMABLE_JOB_STATES,
     PENDING_JOB_STATES,
@@ -502,16 +507,11 @@ class WorkerMonitor:
         if time.monotonic() < self._later_recount_at:
             return self._later
         started = time.monotonic()
-        running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
         self._later = (
             session.scalar(
                 select(func.count())
                 .select_from(Job)
-                .where(
-                    Job.state.in_(CLAIMABLE_JOB_STATES),
-                    Job.next_attempt_at > now,
-                    Job.campaign_id.in_(running),
-                )
+                .where(job_is_claimable(), job_attempt_is_later(now), job_campaign_is_running())
                 # Without statistics SQLite would walk every waiting job by campaign instead.
                 .with_hint(Job, "INDEXED BY ix_jobs_state_next_attempt", "sqlite")
             )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.bounces.classify import BounceClass, classify_bounce
+from campaigns.bounces.classify import classify_bounce
 from campaigns.bounces.reading import MailKind, read_mail
+from campaigns.core.reply_classes import ReplyClass
 from tests.bounce_mail import CORPUS_DIR, corpus_message
 
 RETURN_PATH = "bounces+bgmoqmw3ab4ndgfmtdpixq@bounces.example.com"
@@ -15,19 +16,19 @@ RECIPIENT = "pat.example@example.com"
 
 # name: (kind, action, status, class) of the recipient a bounce reports
 BOUNCES = {
-    "postfix_user_unknown": (MailKind.DSN, "failed", "5.1.1", BounceClass.HARD),
-    "postfix_mailbox_full": (MailKind.DSN, "failed", "5.2.2", BounceClass.SOFT),
-    "postfix_expired_4xx": (MailKind.DSN, "failed", "4.4.1", BounceClass.SOFT),
-    "exim_no_such_user": (MailKind.DSN, "failed", "5.0.0", BounceClass.HARD),
-    "gmail_account_does_not_exist": (MailKind.DSN, "failed", "5.1.1", BounceClass.HARD),
-    "exchange_recipient_not_found": (MailKind.DSN, "failed", "5.1.10", BounceClass.HARD),
-    "outlook_policy_block": (MailKind.DSN, "failed", "5.7.1", BounceClass.POLICY),
-    "yahoo_delayed_dsn": (MailKind.DSN, "delayed", "4.7.0", BounceClass.SOFT),
-    "sendmail_to_from_address": (MailKind.DSN, "failed", "5.1.1", BounceClass.HARD),
-    "forged_token": (MailKind.DSN, "failed", "5.1.1", BounceClass.HARD),
-    "yahoo_failure_notice": (MailKind.NONSTANDARD_BOUNCE, "failed", None, BounceClass.HARD),
-    "qmail_no_mailbox": (MailKind.NONSTANDARD_BOUNCE, "failed", "5.1.1", BounceClass.HARD),
-    "qmail_over_quota": (MailKind.NONSTANDARD_BOUNCE, "failed", "5.2.2", BounceClass.SOFT),
+    "postfix_user_unknown": (MailKind.DSN, "failed", "5.1.1", ReplyClass.HARD_BOUNCE),
+    "postfix_mailbox_full": (MailKind.DSN, "failed", "5.2.2", ReplyClass.SOFT_BOUNCE),
+    "postfix_expired_4xx": (MailKind.DSN, "failed", "4.4.1", ReplyClass.SOFT_BOUNCE),
+    "exim_no_such_user": (MailKind.DSN, "failed", "5.0.0", ReplyClass.HARD_BOUNCE),
+    "gmail_account_does_not_exist": (MailKind.DSN, "failed", "5.1.1", ReplyClass.HARD_BOUNCE),
+    "exchange_recipient_not_found": (MailKind.DSN, "failed", "5.1.10", ReplyClass.HARD_BOUNCE),
+    "outlook_policy_block": (MailKind.DSN, "failed", "5.7.1", ReplyClass.POLICY),
+    "yahoo_delayed_dsn": (MailKind.DSN, "delayed", "4.7.0", ReplyClass.SOFT_BOUNCE),
+    "sendmail_to_from_address": (MailKind.DSN, "failed", "5.1.1", ReplyClass.HARD_BOUNCE),
+    "forged_token": (MailKind.DSN, "failed", "5.1.1", ReplyClass.HARD_BOUNCE),
+    "yahoo_failure_notice": (MailKind.NONSTANDARD_BOUNCE, "failed", None, ReplyClass.HARD_BOUNCE),
+    "qmail_no_mailbox": (MailKind.NONSTANDARD_BOUNCE, "failed", "5.1.1", ReplyClass.HARD_BOUNCE),
+    "qmail_over_quota": (MailKind.NONSTANDARD_BOUNCE, "failed", "5.2.2", ReplyClass.SOFT_BOUNCE),
 }
 AUTO_REPLIES = (
     "autoreply_out_of_office",
@@ -155,26 +156,26 @@ def test_copies_of_a_report_that_travelled_differently_have_one_fingerprint() ->
 @pytest.mark.parametrize(
     ("status", "diagnostic", "expected"),
     [
-        ("5.1.1", "", BounceClass.HARD),
-        ("5.1.2", "", BounceClass.HARD),
-        ("5.1.10", "", BounceClass.HARD),
-        ("5.2.1", "", BounceClass.HARD),
-        ("5.2.2", "", BounceClass.SOFT),
-        ("5.3.4", "", BounceClass.SOFT),
-        ("4.2.2", "user unknown", BounceClass.SOFT),
-        ("4.0.0", "450 user unknown, try later", BounceClass.SOFT),
-        ("5.7.1", "user unknown", BounceClass.POLICY),
-        ("5.7.26", "DMARC policy", BounceClass.POLICY),
-        ("5.4.4", "unable to route", BounceClass.SOFT),
-        ("5.0.0", "smtp; 550 5.1.1 <a@b>: Recipient address rejected", BounceClass.HARD),
-        ("5.0.0", "smtp; 550 No such user here", BounceClass.HARD),
-        ("5.0.0", "smtp; 550 rejected for policy reasons", BounceClass.SOFT),
-        (None, "", BounceClass.SOFT),
-        (None, "mailbox unavailable", BounceClass.SOFT),
-        ("banana", "", BounceClass.SOFT),
+        ("5.1.1", "", ReplyClass.HARD_BOUNCE),
+        ("5.1.2", "", ReplyClass.HARD_BOUNCE),
+        ("5.1.10", "", ReplyClass.HARD_BOUNCE),
+        ("5.2.1", "", ReplyClass.HARD_BOUNCE),
+        ("5.2.2", "", ReplyClass.SOFT_BOUNCE),
+        ("5.3.4", "", ReplyClass.SOFT_BOUNCE),
+        ("4.2.2", "user unknown", ReplyClass.SOFT_BOUNCE),
+        ("4.0.0", "450 user unknown, try later", ReplyClass.SOFT_BOUNCE),
+        ("5.7.1", "user unknown", ReplyClass.POLICY),
+        ("5.7.26", "DMARC policy", ReplyClass.POLICY),
+        ("5.4.4", "unable to route", ReplyClass.SOFT_BOUNCE),
+        ("5.0.0", "smtp; 550 5.1.1 <a@b>: Recipient address rejected", ReplyClass.HARD_BOUNCE),
+        ("5.0.0", "smtp; 550 No such user here", ReplyClass.HARD_BOUNCE),
+        ("5.0.0", "smtp; 550 rejected for policy reasons", ReplyClass.SOFT_BOUNCE),
+        (None, "", ReplyClass.SOFT_BOUNCE),
+        (None, "mailbox unavailable", ReplyClass.SOFT_BOUNCE),
+        ("banana", "", ReplyClass.SOFT_BOUNCE),
     ],
 )
 def test_classification_by_enhanced_status_code(
-    status: str | None, diagnostic: str, expected: BounceClass
+    status: str | None, diagnostic: str, expected: ReplyClass
 ) -> None:
     assert classify_bounce(status, diagnostic) == expected

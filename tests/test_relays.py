@@ -35,7 +35,7 @@ from workers.relays import relay_set as relays_module
 from workers.relays.config import RelayConfig, RelaySetConfig, load_relay_config
 from workers.relays.rates import effective_rates
 from workers.relays.relay_set import RelaySet
-from workers.smtp.pool import SmtpPool
+from workers.smtp.pool import SendOutcomeKind, SmtpPool
 from workers.smtp.url import parse_smtp_url
 
 T = TypeVar("T")
@@ -348,8 +348,11 @@ def test_a_throttling_reply_slows_that_domain_down_for_every_worker(redis_url: s
 
         (throttled, fine), rates = _with_relays(redis_url, config, body)
 
-    assert throttled is not None and (throttled.kind, throttled.code) == ("deferred", 421)
-    assert fine is not None and fine.kind == "accepted"
+    assert throttled is not None and (throttled.kind, throttled.code) == (
+        SendOutcomeKind.DEFERRED,
+        421,
+    )
+    assert fine is not None and fine.kind == SendOutcomeKind.ACCEPTED
     domains = {domain.domain: domain for domain in rates.domains}
     assert set(domains) == {"fine.example", "gmail.com", "throttled.example"}
     slowed = domains["throttled.example"]
@@ -405,7 +408,10 @@ def test_while_no_limit_is_in_force_sends_skip_redis_until_a_throttling_reply(
 
         kinds, asked_for_quiet, asked_in_all = _with_relays(redis_url, config, body)
 
-    assert kinds == ["accepted"] * 20 + ["deferred", "accepted"]
+    assert kinds == [SendOutcomeKind.ACCEPTED] * 20 + [
+        SendOutcomeKind.DEFERRED,
+        SendOutcomeKind.ACCEPTED,
+    ]
     # Twenty sends within the recheck time: one question to Redis.
     assert asked_for_quiet == 1
     # busy.example: asked for its first send, and again after it throttled.

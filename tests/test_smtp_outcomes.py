@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from campaigns.bounces.classify import classify_bounce
 from campaigns.core.errors import ConfigError
 from campaigns.core.models import JobState
 from campaigns.core.reply_classes import (
     ReplyClass,
+    bounce_event_class,
     classify_rejection,
     job_reply_class,
     rejection_state,
@@ -65,6 +67,24 @@ def test_a_stored_job_reads_back_as_the_class_delivery_gave_it(
     state: str, code: int | None, status: str | None, expected: ReplyClass | None
 ) -> None:
     assert job_reply_class(state, code, status) == expected
+
+
+@pytest.mark.parametrize("status", ["5.1.1", "5.1.10", "5.2.2", "5.7.1", "5.7.26"])
+def test_a_refusal_and_a_later_bounce_with_the_same_status_get_the_same_class(status: str) -> None:
+    assert classify_rejection(550, status) == classify_bounce(status)
+
+
+def test_bounce_events_keep_their_short_class_words() -> None:
+    assert {
+        reply_class: bounce_event_class(reply_class)
+        for reply_class in (ReplyClass.HARD_BOUNCE, ReplyClass.SOFT_BOUNCE, ReplyClass.POLICY)
+    } == {
+        ReplyClass.HARD_BOUNCE: "hard",
+        ReplyClass.SOFT_BOUNCE: "soft",
+        ReplyClass.POLICY: "policy",
+    }
+    with pytest.raises(ValueError, match="'permanent' is not a bounce class"):
+        bounce_event_class(ReplyClass.PERMANENT)
 
 
 def test_an_unknown_policy_other_than_hold_or_retry_is_refused_naming_the_variable() -> None:

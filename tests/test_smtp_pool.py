@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from campaigns.core.errors import ConfigError, ServiceUnavailable
-from campaigns.core.smtp_replies import SmtpReply, enhanced_status
+from campaigns.core.smtp_replies import SmtpReply, enhanced_status, find_status
 from tests.smtp_server import DataEnd, RecordingSmtpServer
-from workers.smtp.pool import SendOutcome, SmtpPool
+from workers.smtp.pool import SendOutcome, SendOutcomeKind, SmtpPool
 from workers.smtp.url import SmtpRelay, parse_smtp_url
 
 T = TypeVar("T")
@@ -128,10 +128,26 @@ def test_relay_display_hides_the_password() -> None:
         ("3.1.1 not a class", None),
         ("5.1.1.1 too many parts", None),
         ("", None),
+        ("5.01.001 leading zeros", "5.1.1"),
     ],
 )
 def test_enhanced_status(text: str, status: str | None) -> None:
     assert enhanced_status(text) == status
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("smtp; 550 5.1.1 <a@b>: Recipient address rejected", "5.1.1"),
+        ("smtp; 550 5.01.01 user unknown", "5.1.1"),
+        ("version 1.5.1.1 of nothing", None),
+        ("no code here", None),
+    ],
+)
+def test_an_enhanced_status_anywhere_in_a_diagnostic_reads_like_one_opening_a_reply(
+    text: str, status: str | None
+) -> None:
+    assert find_status(text) == status
 
 
 def test_reply_is_a_code_and_message_with_its_status() -> None:
@@ -170,7 +186,7 @@ def test_many_messages_share_at_most_size_connections_and_each_arrives_once() ->
         received = Counter(tuple(message.rcpt_tos) for message in server.messages)
         connections = server.connections
 
-    assert {outcome.kind for outcome in outcomes} == {"accepted"}
+    assert {outcome.kind for outcome in outcomes} == {SendOutcomeKind.ACCEPTED}
     assert received == Counter((recipient,) for recipient in recipients)
     assert 1 <= connections <= 4
     assert all(message.mail_from == SENDER for message in server.messages)
@@ -182,7 +198,7 @@ def test_message_bytes_arrive_intact_including_lines_that_start_with_a_dot(
     message = b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n"
     with RecordingSmtpServer(pipelining=pipelining) as server:
         (outcome,) = run(send_each(pool_for(server), "dots@example.org", message=message))
-        assert outcome.kind == "accepted"
+        assert outcome.kind == SendOutcomeKind.ACCEPTED
         assert server.messages[0].data == message
 
 
@@ -192,7 +208,7 @@ def test_bare_line_feeds_and_carriage_returns_go_out_as_crlf_with_dots_doubled()
         (outcome,) = run(send_each(pool_for(server), "mixed@example.org", message=message))
         received = server.messages[0].data
 
-    assert outcome.kind == "accepted"
+    assert outcome.kind == SendOutcomeKind.ACCEPTED
     assert received == b"Subject: mixed\r\n\r\n.first\r\nsecond\r\n.third\r\nlast\r\n"
 
 
@@ -201,7 +217,7 @@ def test_an_address_that_would_end_the_command_line_is_rejected_and_nothing_is_s
         (outcome,) = run(send_each(pool_for(server), "a@example.org\r\nRCPT TO:<b@example.org>"))
         connections = server.connections
 
-    assert outcome.kind == "rejected"
+    assert outcome.kind == SendOutcomeKind.REJECTED
     assert outcome.message.startswith("not usable as an SMTP address")
     assert connections == 0
 
@@ -219,8 +235,8 @@ def test_unknown_recipient_is_rejected_with_its_status_and_the_connection_is_reu
         assert [message.rcpt_tos for message in server.messages] == [["someone@example.org"]]
         connections = server.connections
 
-    assert rejected == SendOutcome("rejected", 550, "550 5.1.1 No such user", "5.1.1")
-    assert accepted.kind == "accepted"
+    assert rejected == SendOutcome(SendOutcomeKind.REJECTED, 550, "550 5.1.1 No such user", "5.1.1")
+    assert accepted.kind == SendOutcomeKind.ACCEPTED
     assert connections == 1
 
 
@@ -234,16 +250,21 @@ def test_temporary_refusal_is_deferred_and_the_connection_is_reused(pipelining: 
         )
         connections = server.connections
 
-    assert deferred == SendOutcome("deferred", 451, "451 4.7.1 Try later", "4.7.1")
-    assert accepted.kind == "accepted"
+    assert deferred == SendOutcome(SendOutcomeKind.DEFERRED, 451, "451 4.7.1 Try later", "4.7.1")
+    assert accepted.kind == SendOutcomeKind.ACCEPTED
     assert connections == 1
 
 
 @pytest.mark.parametrize(
     ("reply", "kind"),
-    [((554, "5.7.1 Message refused as spam"), "rejected"), ((452, "4.3.1 Disk full"), "deferred")],
+    [
+        ((554, "5.7.1 Message refused as spam"), SendOutcomeKind.REJECTED),
+        ((452, "4.3.1 Disk full"), SendOutcomeKind.DEFERRED),
+    ],
 )
-def test_reply_to_the_end_of_data_decides_the_outcome(reply: tuple[int, str], kind: str) -> None:
+def test_reply_to_the_end_of_data_decides_the_outcome(
+    reply: tuple[int, str], kind: SendOutcomeKind
+) -> None:
     with RecordingSmtpServer(data_behaviour=lambda recipients: reply) as server:
         (outcome,) = run(send_each(pool_for(server), "user@example.org"))
         assert server.messages == []
@@ -258,7 +279,7 @@ def test_closed_port_is_deferred_with_a_one_line_reason() -> None:
 
     (outcome,) = run(send_each(pool, "user@example.org"))
 
-    assert outcome.kind == "deferred"
+    assert outcome.kind == SendOutcomeKind.DEFERRED and outcome.connect_failed
     assert outcome.code is None and outcome.status is None
     assert "refused" in outcome.message.lower()
     assert "\n" not in outcome.message
@@ -279,7 +300,10 @@ def test_connections_the_relay_closed_while_idle_are_reopened() -> None:
         recipients = [message.rcpt_tos for message in server.messages]
         connections = server.connections
 
-    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert [outcome.kind for outcome in outcomes] == [
+        SendOutcomeKind.ACCEPTED,
+        SendOutcomeKind.ACCEPTED,
+    ]
     assert recipients == [["a@example.org"], ["b@example.org"]]
     assert connections == 2
 
@@ -301,7 +325,10 @@ def test_a_connection_dropped_unnoticed_is_retried_once_before_mail_from(pipelin
         recipients = [message.rcpt_tos for message in server.messages]
         connections = server.connections
 
-    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert [outcome.kind for outcome in outcomes] == [
+        SendOutcomeKind.ACCEPTED,
+        SendOutcomeKind.ACCEPTED,
+    ]
     assert recipients == [["a@example.org"], ["b@example.org"]]
     assert connections == 2
 
@@ -314,7 +341,7 @@ def test_no_reply_to_the_end_of_data_is_unknown_after_the_data_timeout() -> None
         )
         elapsed_s = time.monotonic() - started
 
-    assert outcome.kind == "unknown"
+    assert outcome.kind == SendOutcomeKind.UNKNOWN
     assert outcome.code is None
     assert "\n" not in outcome.message
     assert 1.0 <= elapsed_s < 10.0
@@ -331,10 +358,10 @@ def test_connection_lost_at_the_end_of_data_is_unknown_because_the_relay_may_hav
         )
         recipients = [message.rcpt_tos for message in server.messages]
 
-    assert unknown.kind == "unknown"
+    assert unknown.kind == SendOutcomeKind.UNKNOWN
     # The relay did take it: retrying would have sent a duplicate.
     assert recipients[0] == ["user@example.org"]
-    assert after.kind == "unknown"  # the same server behaviour, on a fresh connection
+    assert after.kind == SendOutcomeKind.UNKNOWN  # the same server behaviour, on a fresh connection
 
 
 def test_slow_reply_to_the_end_of_data_waits_for_data_timeout_not_command_timeout() -> None:
@@ -344,7 +371,7 @@ def test_slow_reply_to_the_end_of_data_waits_for_data_timeout_not_command_timeou
         )
         assert len(server.messages) == 1
 
-    assert outcome.kind == "accepted"
+    assert outcome.kind == SendOutcomeKind.ACCEPTED
 
 
 def test_check_passes_against_a_live_relay_and_fails_in_one_line_against_a_closed_port() -> None:
@@ -418,7 +445,10 @@ def test_the_envelope_is_pipelined_when_the_relay_offers_it() -> None:
     finally:
         server.close()
 
-    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert [outcome.kind for outcome in outcomes] == [
+        SendOutcomeKind.ACCEPTED,
+        SendOutcomeKind.ACCEPTED,
+    ]
     assert server.envelopes == [
         f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
         for recipient in ("a@example.org", "b@example.org")
@@ -435,7 +465,7 @@ def test_a_relay_that_refuses_the_recipient_yet_asks_for_data_gets_nothing_more(
     finally:
         server.close()
 
-    assert outcome == SendOutcome("rejected", 550, "550 5.1.1 No such user", "5.1.1")
+    assert outcome == SendOutcome(SendOutcomeKind.REJECTED, 550, "550 5.1.1 No such user", "5.1.1")
     assert server.messages == []
 
 
@@ -498,7 +528,10 @@ def test_starttls_and_auth_deliver_over_an_encrypted_session(
         connections = server.connections
         received = len(server.messages)
 
-    assert [outcome.kind for outcome in outcomes] == ["accepted", "accepted"]
+    assert [outcome.kind for outcome in outcomes] == [
+        SendOutcomeKind.ACCEPTED,
+        SendOutcomeKind.ACCEPTED,
+    ]
     assert (received, connections) == (2, 1)
 
 
@@ -519,6 +552,22 @@ def test_wrong_password_fails_the_check_naming_the_relay_without_the_password(
     assert "wrong" not in message
 
 
+def test_a_refused_login_defers_as_a_connection_failure_keeping_the_reply_code(
+    certificate: tuple[Path, Path],
+) -> None:
+    trust = ssl.create_default_context(cafile=str(certificate[0]))
+    with RecordingSmtpServer(
+        tls_context=server_tls(certificate), credentials=("sender", "right")
+    ) as server:
+        relay = parse_smtp_url(f"smtp+starttls://sender:wrong@127.0.0.1:{server.port}")
+        pool = SmtpPool(relay, size=1, timeout_s=5.0, tls_context=trust, local_hostname="w.test")
+        (outcome,) = run(send_each(pool, "a@example.org"))
+        assert server.messages == []
+
+    assert (outcome.kind, outcome.code) == (SendOutcomeKind.DEFERRED, 535)
+    assert outcome.connect_failed
+
+
 def test_untrusted_certificate_defers_instead_of_sending_in_the_clear(
     certificate: tuple[Path, Path],
 ) -> None:
@@ -528,7 +577,7 @@ def test_untrusted_certificate_defers_instead_of_sending_in_the_clear(
         (outcome,) = run(send_each(pool, "a@example.org"))
         assert server.messages == []
 
-    assert outcome.kind == "deferred"
+    assert outcome.kind == SendOutcomeKind.DEFERRED and outcome.connect_failed
     assert "certificate" in outcome.message.lower()
 
 
@@ -542,7 +591,7 @@ def test_plain_relay_does_not_attempt_opportunistic_starttls(
         (outcome,) = run(send_each(pool_for(server), "a@example.org"))
         assert len(server.messages) == 1
 
-    assert outcome.kind == "accepted"
+    assert outcome.kind == SendOutcomeKind.ACCEPTED
 
 
 def test_non_ascii_recipient_is_sent_with_smtputf8(pipelining: bool) -> None:
@@ -550,5 +599,5 @@ def test_non_ascii_recipient_is_sent_with_smtputf8(pipelining: bool) -> None:
         (outcome,) = run(send_each(pool_for(server), "josé@exämple.org"))
         recipients = [message.rcpt_tos for message in server.messages]
 
-    assert outcome.kind == "accepted"
+    assert outcome.kind == SendOutcomeKind.ACCEPTED
     assert recipients == [["josé@exämple.org"]]

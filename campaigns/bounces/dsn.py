@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import Message
 
-from campaigns.bounces.classify import BounceClass, classify_bounce, find_status
+from campaigns.bounces.classify import classify_bounce
 from campaigns.bounces.mail_parts import header_blocks, header_text, report_part, typed_address
+from campaigns.core.reply_classes import ReplyClass
+from campaigns.core.smtp_replies import find_status
 
 FINAL_ACTIONS = frozenset({"failed"})
 """``delayed`` means the reporting MTA is still trying; ``delivered``, ``relayed`` and
@@ -22,7 +24,7 @@ class RecipientStatus:
     action: str
     status: str | None
     diagnostic: str
-    bounce_class: BounceClass
+    bounce_class: ReplyClass
 
     @property
     def is_failure(self) -> bool:

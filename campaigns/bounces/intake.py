@@ -22,6 +22,7 @@ from campaigns.bounces.policy import Applied, BouncePolicy, Feedback, apply_feed
 from campaigns.bounces.reading import MailKind, MailReading, read_mail
 from campaigns.bounces.verp import find_message_id, find_return_path
 from campaigns.core.models import Campaign, EventKind, Job, JobState, Recipient
+from campaigns.core.reply_classes import bounce_event_class
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 
@@ -247,7 +248,7 @@ def _result(
     applied: Applied, job_id: int, feedback: Feedback, suppressed_as: str | None
 ) -> IntakeResult:
     outcome = IntakeOutcome.RECORDED if applied == Applied.RECORDED else IntakeOutcome.DUPLICATE
-    bounce_class = str(feedback.bounce_class) if feedback.bounce_class else None
+    bounce_class = bounce_event_class(feedback.bounce_class) if feedback.bounce_class else None
     log.info(
         "%s %s for job %s (%s)%s",
         outcome,

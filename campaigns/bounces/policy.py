@@ -20,18 +20,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from aiosmtplib import SMTPStatus
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from campaigns.bounces.classify import BounceClass, find_smtp_code
 from campaigns.core.events import record_event
 from campaigns.core.models import EventKind, Job, JobEvent, JobState, Recipient, utc_now
+from campaigns.core.reply_classes import ReplyClass, bounce_event_class
+from campaigns.core.smtp_replies import find_smtp_code
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 BOUNCE_COUNTER = {
-    BounceClass.HARD: "bounces_hard",
-    BounceClass.SOFT: "bounces_soft",
-    BounceClass.POLICY: "bounces_policy",
+    ReplyClass.HARD_BOUNCE: "bounces_hard",
+    ReplyClass.SOFT_BOUNCE: "bounces_soft",
+    ReplyClass.POLICY: "bounces_policy",
 }
 _BOUNCED_FROM_STATES = (JobState.SENT, JobState.UNKNOWN)
 _FEEDBACK_KINDS = (EventKind.BOUNCED, EventKind.COMPLAINED)
@@ -54,7 +56,8 @@ class Feedback:
     """The same for every copy of the same report (a digest, or the provider's event id)."""
     source: str
     """"dsn", "arf", "nonstandard", "ses", "sendgrid", "mailgun", "postmark"."""
-    bounce_class: BounceClass | None = None
+    bounce_class: ReplyClass | None = None
+    """``HARD_BOUNCE``, ``SOFT_BOUNCE`` or ``POLICY`` for a bounce; None for a complaint."""
     status: str | None = None
     diagnostic: str = ""
     reported_recipient: str | None = None
@@ -63,7 +66,7 @@ class Feedback:
     def event_detail(self) -> dict[str, Any]:
         detail: dict[str, Any] = {"dedup_key": self.dedup_key, "source": self.source}
         if self.bounce_class is not None:
-            detail["class"] = str(self.bounce_class)
+            detail["class"] = bounce_event_class(self.bounce_class)
         if self.status:
             detail["status"] = self.status
         if self.diagnostic:
@@ -118,10 +121,10 @@ def apply_feedback(
     job_bounced = False
     if feedback.kind == EventKind.COMPLAINED:
         suppression = (SuppressionReason.COMPLAINT, f"{feedback.source} complaint")
-    elif feedback.bounce_class == BounceClass.HARD:
+    elif feedback.bounce_class == ReplyClass.HARD_BOUNCE:
         job_bounced = _mark_bounced(session, job_id, feedback)
         suppression = (SuppressionReason.HARD_BOUNCE, _describe(feedback))
-    elif feedback.bounce_class == BounceClass.SOFT:
+    elif feedback.bounce_class == ReplyClass.SOFT_BOUNCE:
         soft_count = _recent_soft_bounces(session, row.email_key, now - _days(policy))
         if soft_count >= policy.soft_bounce_limit:
             suppression = (
@@ -163,7 +166,7 @@ def _mark_bounced(session: Session, job_id: int, feedback: Feedback) -> bool:
         .where(Job.id == job_id, Job.state.in_(_BOUNCED_FROM_STATES))
         .values(
             state=JobState.BOUNCED,
-            last_code=find_smtp_code(feedback.diagnostic) or 550,
+            last_code=find_smtp_code(feedback.diagnostic) or int(SMTPStatus.mailbox_does_not_exist),
             last_status=feedback.status,
             last_reply=_describe(feedback)[:2000],
             updated_at=utc_now(),
@@ -183,7 +186,8 @@ def _recent_soft_bounces(session: Session, email_key: str, since: Any) -> int:
             JobEvent.occurred_at >= since,
         )
     )
-    return sum(1 for detail in details if (detail or {}).get("class") == BounceClass.SOFT)
+    soft = bounce_event_class(ReplyClass.SOFT_BOUNCE)
+    return sum(1 for detail in details if (detail or {}).get("class") == soft)
 
 
 def _days(policy: BouncePolicy) -> timedelta:

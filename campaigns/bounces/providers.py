@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from campaigns.bounces.classify import BounceClass, classify_bounce, find_status
+from campaigns.bounces.classify import classify_bounce
 from campaigns.bounces.policy import Feedback
 from campaigns.core.models import EventKind
+from campaigns.core.reply_classes import ReplyClass
+from campaigns.core.smtp_replies import find_status
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,10 @@ def ses_events(notification: Mapping[str, Any]) -> list[ProviderEvent]:
             status = find_status(str(recipient.get("status") or ""))
             diagnostic = str(recipient.get("diagnosticCode") or "")
             if bounce_type == "Transient":
-                bounce_class = BounceClass.SOFT
+                bounce_class = ReplyClass.SOFT_BOUNCE
             elif status is None and bounce_type == "Permanent":
                 # SES's own word, with no code to read: "remove the address from your list".
-                bounce_class = BounceClass.HARD
+                bounce_class = ReplyClass.HARD_BOUNCE
             else:
                 bounce_class = classify_bounce(status, diagnostic)
             events.append(
@@ -88,8 +90,8 @@ def sendgrid_events(payload: Any) -> list[ProviderEvent]:
             status = find_status(str(item.get("status") or ""))
             reason = str(item.get("reason") or "")
             bounce_class = classify_bounce(status, reason)
-            if item.get("type") == "blocked" and bounce_class == BounceClass.HARD:
-                bounce_class = BounceClass.SOFT  # "blocked" is about the sender or the moment
+            if item.get("type") == "blocked" and bounce_class == ReplyClass.HARD_BOUNCE:
+                bounce_class = ReplyClass.SOFT_BOUNCE  # "blocked" is about the sender or the moment
             events.append(
                 _event(
                     EventKind.BOUNCED,
@@ -144,14 +146,14 @@ def mailgun_events(payload: Mapping[str, Any]) -> list[ProviderEvent]:
 
 
 POSTMARK_CLASSES = {
-    "HardBounce": BounceClass.HARD,
-    "BadEmailAddress": BounceClass.HARD,
-    "SoftBounce": BounceClass.SOFT,
-    "Transient": BounceClass.SOFT,
-    "DnsError": BounceClass.SOFT,
-    "Unknown": BounceClass.SOFT,
-    "Blocked": BounceClass.POLICY,
-    "DMARCPolicy": BounceClass.POLICY,
+    "HardBounce": ReplyClass.HARD_BOUNCE,
+    "BadEmailAddress": ReplyClass.HARD_BOUNCE,
+    "SoftBounce": ReplyClass.SOFT_BOUNCE,
+    "Transient": ReplyClass.SOFT_BOUNCE,
+    "DnsError": ReplyClass.SOFT_BOUNCE,
+    "Unknown": ReplyClass.SOFT_BOUNCE,
+    "Blocked": ReplyClass.POLICY,
+    "DMARCPolicy": ReplyClass.POLICY,
 }
 """Postmark's bounce types that are bounces; the rest (AutoResponder, Subscribe...) are not."""
 
@@ -194,7 +196,7 @@ def _event(
     recipient: Any,
     message_id: Any,
     *,
-    bounce_class: BounceClass | None = None,
+    bounce_class: ReplyClass | None = None,
     status: str | None = None,
     diagnostic: str = "",
     extra: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ from flufl.bounce import all_failures
 
 from campaigns.bounces.arf import AbuseReport, is_feedback_report, read_feedback_report
 from campaigns.bounces.auto_replies import auto_reply_marker, is_auto_submitted
-from campaigns.bounces.classify import classify_bounce, find_status
+from campaigns.bounces.classify import classify_bounce
 from campaigns.bounces.dsn import RecipientStatus, read_delivery_status
 from campaigns.bounces.mail_parts import (
     fingerprint,
@@ -28,6 +28,7 @@ from campaigns.bounces.mail_parts import (
     parse_message,
     returned_headers,
 )
+from campaigns.core.smtp_replies import find_status
 
 log = logging.getLogger(__name__)
 

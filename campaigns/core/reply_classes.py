@@ -1,8 +1,11 @@
-"""What a relay's refusal means for the recipient, read from its RFC 3463 enhanced status code.
+"""What a relay's verdict means for the recipient, read from its RFC 3463 enhanced status code.
 
-Pure functions over (state, code, enhanced status): delivery uses them to pick a job's state,
-the failure listing and ``edm campaigns retry`` use the same ones to explain and to choose, so
-the three never disagree. Only the reply is stored; the class is always derived from it.
+One vocabulary for a refusal during the SMTP dialogue and for a bounce that arrives later, so a
+recipient is judged the same either way. Pure functions over (state, code, enhanced status):
+delivery uses them to pick a job's state, the failure listing and ``edm campaigns retry`` use
+the same ones to explain and to choose, so the three never disagree. Only the reply is stored;
+the class is always derived from it. Bounce events store their class in older, shorter words
+(:func:`bounce_event_class`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ class ReplyClass(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
     """The address does not exist or is disabled: bounced, and suppressed for good."""
     SOFT_BOUNCE = "soft_bounce"
-    """Mailbox full, message too big: bounced this time, may work later; not suppressed."""
+    """Mailbox full, message too big: bounced this time, may work later; not suppressed at once.
+    A bounce report too unclear to call hard is soft too; several within a few days suppress."""
     POLICY = "policy"
     """5.7.x: refused for the sender's reasons (authentication, DMARC, reputation, relaying)."""
     PERMANENT = "permanent"
@@ -37,6 +41,20 @@ Kept short on purpose: a wrong hard bounce suppresses a real person's address fo
 """
 SOFT_BOUNCE_STATUSES = frozenset({"5.2.2", "5.3.4"})
 """Mailbox full, message too big: about this message or this moment, not the address."""
+
+_BOUNCE_EVENT_CLASSES = {
+    ReplyClass.HARD_BOUNCE: "hard",
+    ReplyClass.SOFT_BOUNCE: "soft",
+    ReplyClass.POLICY: "policy",
+}
+
+
+def bounce_event_class(reply_class: ReplyClass) -> str:
+    """The class as a bounce event stores it ("hard", "soft", "policy") and intake reports it."""
+    try:
+        return _BOUNCE_EVENT_CLASSES[reply_class]
+    except KeyError:
+        raise ValueError(f"reply class {str(reply_class)!r} is not a bounce class") from None
 
 
 def classify_rejection(code: int | None, status: str | None) -> ReplyClass:

@@ -12,18 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import or_, select, update
 
 from campaigns.core.batching import chunked
-from campaigns.core.models import (
-    CLAIMABLE_JOB_STATES,
-    PENDING_JOB_STATES,
-    Campaign,
-    CampaignState,
-    Job,
-    JobState,
-    utc_now,
+from campaigns.core.job_predicates import (
+    campaign_has_pending_jobs,
+    job_is_claimable,
+    job_is_ready_to_send,
 )
+from campaigns.core.models import Campaign, CampaignState, Job, JobState, utc_now
 from campaigns.core.storage import Database
 from campaigns.jobs.job_store import release_expired_leases
 from campaigns.jobs.state_counts import fold_job_state_deltas
@@ -90,7 +87,7 @@ class Dispatcher:
         with self._database.session() as session:
             session.execute(
                 update(Job)
-                .where(Job.campaign_id.in_(cancelled), Job.state.in_(CLAIMABLE_JOB_STATES))
+                .where(Job.campaign_id.in_(cancelled), job_is_claimable())
                 .values(state=JobState.CANCELLED, updated_at=utc_now())
             )
 
@@ -98,7 +95,6 @@ class Dispatcher:
         room = self._limits.max_queued_batches - self._queue_depth()
         if room <= 0:
             return 0, 0
-        running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
         # Published long ago and still not claimed: the message was lost (a broker restarted
         # empty); publishing again is safe because a claim is atomic.
         stale = now - timedelta(seconds=self._limits.redispatch_after_s)
@@ -107,9 +103,7 @@ class Dispatcher:
                 session.scalars(
                     select(Job.id)
                     .where(
-                        Job.state.in_(CLAIMABLE_JOB_STATES),
-                        Job.campaign_id.in_(running),
-                        or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
+                        job_is_ready_to_send(now),
                         or_(Job.dispatched_at.is_(None), Job.dispatched_at < stale),
                     )
                     .order_by(Job.id)
@@ -126,7 +120,7 @@ class Dispatcher:
         return len(job_ids), len(batches)
 
     def _complete_finished_campaigns(self, now: datetime) -> int:
-        pending = exists().where(Job.campaign_id == Campaign.id, Job.state.in_(PENDING_JOB_STATES))
+        pending = campaign_has_pending_jobs()
         with self._database.session() as session:
             # Lock, then decide in a second statement: on PostgreSQL one UPDATE that waited for
             # a campaign row locked by `edm campaigns retry` would still judge "nothing pending"

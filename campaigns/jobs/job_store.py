@@ -11,18 +11,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.bounces.classify import BounceClass
 from campaigns.bounces.policy import BOUNCE_COUNTER
 from campaigns.core.batching import chunked
 from campaigns.core.events import record_event
+from campaigns.core.job_predicates import job_is_ready_to_send, job_state_is
 from campaigns.core.models import (
-    CLAIMABLE_JOB_STATES,
     IN_FLIGHT_JOB_STATES,
     Campaign,
-    CampaignState,
     EventKind,
     Job,
     JobState,
@@ -30,20 +28,9 @@ from campaigns.core.models import (
     Suppression,
     utc_now,
 )
+from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
-
-
-def job_state_is(state: str) -> ColumnElement[bool]:
-    """``jobs.state = state``, for a condition that also lists the jobs' ids.
-
-    Without table statistics SQLite answers ``id IN (...) AND state = ?`` from the state index
-    and reads every job in that state: each transmit mark would read all the jobs in flight,
-    and each chunk of a retry every failed job of the campaign. The concatenation keeps the
-    state index out, so the ids are looked up by primary key (PostgreSQL's statistics pick
-    the primary key on their own).
-    """
-    return Job.state.concat("") == state
 
 
 @dataclass(frozen=True)
@@ -81,18 +68,12 @@ def claim_jobs(
 ) -> list[ClaimedJob]:
     """Take the still-claimable jobs among ``job_ids`` for this worker; others are skipped."""
     now = utc_now()
-    running = select(Campaign.id).where(Campaign.state == CampaignState.RUNNING)
     claimed_ids: list[int] = []
     with database.session() as session:
         for ids in chunked(list(job_ids)):
             result = session.execute(
                 update(Job)
-                .where(
-                    Job.id.in_(ids),
-                    Job.state.in_(CLAIMABLE_JOB_STATES),
-                    Job.campaign_id.in_(running),
-                    or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now),
-                )
+                .where(Job.id.in_(ids), job_is_ready_to_send(now))
                 .values(
                     state=JobState.SENDING,
                     claimed_by=worker_id,
@@ -231,8 +212,14 @@ def _record_refusals_in(
         outcome = by_job[row.id]
         if outcome.state != JobState.BOUNCED:
             continue
-        bounce_class = BounceClass.HARD if outcome.suppression_reason else BounceClass.SOFT
-        detail = {"source": "smtp", "class": str(bounce_class), "diagnostic": outcome.reply[:1000]}
+        bounce_class = (
+            ReplyClass.HARD_BOUNCE if outcome.suppression_reason else ReplyClass.SOFT_BOUNCE
+        )
+        detail = {
+            "source": "smtp",
+            "class": bounce_event_class(bounce_class),
+            "diagnostic": outcome.reply[:1000],
+        }
         if outcome.status:
             detail["status"] = outcome.status
         record_event(

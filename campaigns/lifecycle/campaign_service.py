@@ -24,6 +24,7 @@ from campaigns.content.templating import (
 )
 from campaigns.core.batching import chunked
 from campaigns.core.errors import InputError, NotFound, StateError, TemplateError
+from campaigns.core.job_predicates import job_is_claimable
 from campaigns.core.models import (
     Campaign,
     CampaignState,
@@ -347,7 +348,7 @@ def cancel_unsent_jobs(database: Database, campaign_id: int) -> int:
             update(Job)
             .where(
                 Job.campaign_id == campaign_id,
-                Job.state.in_((JobState.QUEUED, JobState.DEFERRED)),
+                job_is_claimable(),
             )
             .values(state=JobState.CANCELLED, updated_at=utc_now())
         )

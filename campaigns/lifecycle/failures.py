@@ -24,10 +24,10 @@ from sqlalchemy import select, update
 
 from campaigns.core.batching import chunked
 from campaigns.core.errors import NotFound, StateError
+from campaigns.core.job_predicates import job_state_is
 from campaigns.core.models import Campaign, CampaignState, Job, JobState, Recipient, utc_now
 from campaigns.core.reply_classes import ReplyClass, job_reply_class
 from campaigns.core.storage import Database
-from campaigns.jobs.job_store import job_state_is
 
 _STREAM_ROWS = 1000
 _RETRIED_STATES = (

@@ -44,7 +44,7 @@ from campaigns.tracking.links import LinkTracker
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
 from workers.relays.relay_set import RelaySet, recipient_domain
-from workers.smtp.pool import BeforePayload, SendOutcome, SmtpPool
+from workers.smtp.pool import BeforePayload, SendOutcome, SendOutcomeKind, SmtpPool
 
 log = logging.getLogger(__name__)
 
@@ -317,11 +317,11 @@ def _outcome(
         "relay": result.relay,
         "recipient_domain": recipient_domain(job.email) if result.relay else None,
     }
-    if result.kind == "accepted":
+    if result.kind == SendOutcomeKind.ACCEPTED:
         return JobOutcome(state=JobState.SENT, sent_at=now, **common)
-    if result.kind == "rejected":
+    if result.kind == SendOutcomeKind.REJECTED:
         return _rejection(result, common)
-    if result.kind == "unknown" and context.settings.unknown_policy == "hold":
+    if result.kind == SendOutcomeKind.UNKNOWN and context.settings.unknown_policy == "hold":
         # The relay may have taken it: sending again could deliver it twice, so a person decides
         # (EDM_UNKNOWN_POLICY=retry takes that risk: it is deferred below like a 4xx).
         return JobOutcome(state=JobState.UNKNOWN, **common)

@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from aiosmtplib import SMTPStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -34,13 +35,10 @@ from workers.rate_limits import (
     default_burst,
 )
 from workers.relays.config import RelayConfig, RelaySetConfig
-from workers.smtp.pool import BeforePayload, SendOutcome, SmtpPool
+from workers.smtp.pool import BeforePayload, SendOutcome, SendOutcomeKind, SmtpPool
 
 log = logging.getLogger(__name__)
 
-CONNECT_FAILURE_PREFIX = "connecting to the relay:"
-"""How SmtpPool words every failure to connect, secure, greet or log in: the relay's fault."""
-SERVICE_NOT_AVAILABLE = 421
 SWITCH_RELAY_AFTER_S = 1.0
 """A relay that cannot give a permit sooner than this is passed over while another can."""
 CONNECTION_SLOT_HOLD_S = 30.0
@@ -61,15 +59,13 @@ def recipient_domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def is_connection_failure(outcome: SendOutcome) -> bool:
-    return outcome.kind == "deferred" and outcome.message.startswith(CONNECT_FAILURE_PREFIX)
-
-
 def is_throttling(outcome: SendOutcome) -> bool:
     """A "try later" about the recipient's domain: 421, or an enhanced status 4.7.x."""
-    if outcome.kind != "deferred" or is_connection_failure(outcome):
+    if outcome.kind != SendOutcomeKind.DEFERRED or outcome.connect_failed:
         return False
-    return outcome.code == SERVICE_NOT_AVAILABLE or (outcome.status or "").startswith("4.7.")
+    return outcome.code == SMTPStatus.domain_unavailable or (outcome.status or "").startswith(
+        "4.7."
+    )
 
 
 @dataclass
@@ -186,7 +182,7 @@ class RelaySet:
                 log.warning("limits in Redis unreachable, handing jobs back: %s", error)
                 self._limits_unreachable_until = loop.time() + LIMITS_RETRY_AFTER_S
                 return None
-            if is_connection_failure(outcome):
+            if outcome.connect_failed:
                 await self._close_relay(relay, outcome)
                 attempt.closed.add(relay.name)
                 attempt.last_failure = outcome
@@ -256,7 +252,7 @@ class RelaySet:
         # config may have it; past the retry lifetime the job expires and can be retried.
         configured = ", ".join(relay.name for relay in self.config.relays)
         return SendOutcome(
-            "deferred",
+            SendOutcomeKind.DEFERRED,
             None,
             f"not sent: the campaign's relays ({', '.join(names)}) are not configured on "
             f"this worker (configured: {configured})",
@@ -323,7 +319,7 @@ class RelaySet:
     def _all_closed_outcome(self, relays: tuple[RelayConfig, ...]) -> SendOutcome:
         names = ", ".join(relay.name for relay in relays)
         return SendOutcome(
-            "deferred",
+            SendOutcomeKind.DEFERRED,
             None,
             f"not sent: every relay is cooling off after failed connections ({names})",
             None,

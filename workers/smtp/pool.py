@@ -11,34 +11,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aiosmtplib
+from aiosmtplib import SMTPStatus
 
 from campaigns.core.errors import ServiceUnavailable
 from campaigns.core.smtp_replies import enhanced_status, one_line
 from workers.smtp.channel import SmtpChannel
 from workers.smtp.url import SmtpRelay
 
-OutcomeKind = Literal["accepted", "deferred", "rejected", "unknown"]
 BeforePayload = Callable[[], Awaitable[None]]
 
 _LINE_ENDING = re.compile(rb"\r\n|\n|\r(?!\n)")
 _QUIT_TIMEOUT_S = 5.0
 _ENVELOPE_REPLIES: list[frozenset[int]] = [
-    frozenset({250}),
-    frozenset({250, 251}),
-    frozenset({354}),
+    frozenset({SMTPStatus.completed}),
+    frozenset({SMTPStatus.completed, SMTPStatus.will_forward}),
+    frozenset({SMTPStatus.start_input}),
 ]
-"""What MAIL, RCPT and DATA are answered when all is well (251 is "will forward")."""
+"""What MAIL, RCPT and DATA are answered when all is well."""
 _EXTENSIONS_USED = ("pipelining", "smtputf8", "8bitmime")
-_SERVICE_CLOSING = 421
+
+
+class SendOutcomeKind(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DEFERRED = "deferred"
+    """Not delivered, and safe to send again: a 4xx, or trouble before the message went out."""
+    REJECTED = "rejected"
+    """A 5xx, or refused before sending (an address SMTP cannot carry)."""
+    UNKNOWN = "unknown"
+    """Sent, but no usable reply to the final ".": the relay may have the message."""
 
 
 @dataclass(frozen=True)
@@ -48,19 +58,22 @@ class SendOutcome:
     ``status`` is the RFC 3463 enhanced status code from the reply text, when it has one.
     """
 
-    kind: OutcomeKind
+    kind: SendOutcomeKind
     code: int | None
     message: str
     status: str | None
     relay: str | None = None
     """Named by RelaySet when a relay gave this verdict (not for failures to connect)."""
+    connect_failed: bool = False
+    """Connecting, securing, greeting or logging in failed: about the relay, not the recipient
+    (whatever the reply code). Always with kind ``DEFERRED``."""
 
     @classmethod
-    def from_reply(cls, kind: OutcomeKind, code: int, message: str) -> SendOutcome:
+    def from_reply(cls, kind: SendOutcomeKind, code: int, message: str) -> SendOutcome:
         return cls(kind, code, one_line(f"{code} {message}"), enhanced_status(message))
 
     @classmethod
-    def from_error(cls, kind: OutcomeKind, context: str, error: BaseException) -> SendOutcome:
+    def from_error(cls, kind: SendOutcomeKind, context: str, error: BaseException) -> SendOutcome:
         return cls(kind, None, one_line(f"{context}: {_describe(error)}"), None)
 
 
@@ -251,7 +264,7 @@ class SmtpPool:
         try:
             envelope = _Envelope.for_addresses(sender, recipient)
         except ValueError as error:
-            return SendOutcome("rejected", None, one_line(str(error)), None)
+            return SendOutcome(SendOutcomeKind.REJECTED, None, one_line(str(error)), None)
         while True:
             reused = slot.is_connected
             if not reused:
@@ -263,7 +276,10 @@ class SmtpPool:
             assert channel is not None
             if envelope.needs_smtputf8 and "smtputf8" not in channel.extensions:
                 return SendOutcome(
-                    "rejected", None, "non-ASCII address and the relay lacks SMTPUTF8", None
+                    SendOutcomeKind.REJECTED,
+                    None,
+                    "non-ASCII address and the relay lacks SMTPUTF8",
+                    None,
                 )
             try:
                 replies = await channel.transaction(
@@ -277,9 +293,11 @@ class SmtpPool:
                 # (the retry runs on a fresh connection, which is never retried).
                 if reused:
                     continue
-                return SendOutcome.from_error("deferred", "before the message was sent", error)
+                return SendOutcome.from_error(
+                    SendOutcomeKind.DEFERRED, "before the message was sent", error
+                )
             # A relay closing a connection it considers idle may say so with a 421 to MAIL.
-            if reused and replies[0].code == _SERVICE_CLOSING:
+            if reused and replies[0].code == SMTPStatus.domain_unavailable:
                 slot.discard()
                 continue
             break
@@ -306,31 +324,31 @@ class SmtpPool:
             channel.write(_data_payload(message))
         except (aiosmtplib.SMTPException, OSError) as error:
             slot.discard()
-            return SendOutcome.from_error("deferred", "before the message was sent", error)
+            return SendOutcome.from_error(
+                SendOutcomeKind.DEFERRED, "before the message was sent", error
+            )
         try:
             reply = await channel.reply(self.data_timeout_s)
         except (aiosmtplib.SMTPException, OSError) as error:
             slot.discard()
             return SendOutcome.from_error(
-                "unknown", "no reply after the message was sent (the relay may have it)", error
+                SendOutcomeKind.UNKNOWN,
+                "no reply after the message was sent (the relay may have it)",
+                error,
             )
-        if reply.code == _SERVICE_CLOSING:
+        if reply.code == SMTPStatus.domain_unavailable:
             slot.discard()
         if 200 <= reply.code < 300:
-            return SendOutcome.from_reply("accepted", reply.code, reply.message)
+            return SendOutcome.from_reply(SendOutcomeKind.ACCEPTED, reply.code, reply.message)
         if 400 <= reply.code < 600:
-            kind: OutcomeKind = "deferred" if reply.code < 500 else "rejected"
-            return SendOutcome.from_reply(kind, reply.code, reply.message)
+            return SendOutcome.from_reply(_refusal_kind(reply.code), reply.code, reply.message)
         slot.discard()
-        return SendOutcome.from_reply("unknown", reply.code, reply.message)
+        return SendOutcome.from_reply(SendOutcomeKind.UNKNOWN, reply.code, reply.message)
 
     async def _refused(self, slot: _Slot, code: int, message: str) -> SendOutcome:
         """A reply refusing MAIL, RCPT or DATA: report it, and reset the connection for reuse."""
-        if 500 <= code < 600:
-            outcome = SendOutcome.from_reply("rejected", code, message)
-        else:
-            outcome = SendOutcome.from_reply("deferred", code, message)
-        if not 400 <= code < 600 or code == _SERVICE_CLOSING or not slot.is_connected:
+        outcome = SendOutcome.from_reply(_refusal_kind(code), code, message)
+        if not 400 <= code < 600 or code == SMTPStatus.domain_unavailable or not slot.is_connected:
             slot.discard()
             return outcome
         assert slot.channel is not None
@@ -448,11 +466,17 @@ async def _greet(smtp: aiosmtplib.SMTP) -> None:
 def _connect_outcome(failure: _ConnectFailed) -> SendOutcome:
     # Whatever the code, a failed greeting, STARTTLS or AUTH is about the relay, not the recipient.
     return SendOutcome(
-        "deferred",
+        SendOutcomeKind.DEFERRED,
         failure.code,
         one_line(f"connecting to the relay: {failure.reason}"),
         enhanced_status(failure.reply_message) if failure.code is not None else None,
+        connect_failed=True,
     )
+
+
+def _refusal_kind(code: int) -> SendOutcomeKind:
+    """5xx is final; anything else refusing (4xx, or nonsense) may work later."""
+    return SendOutcomeKind.REJECTED if 500 <= code < 600 else SendOutcomeKind.DEFERRED
 
 
 def _data_payload(message: bytes) -> bytes:

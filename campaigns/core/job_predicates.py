@@ -1,0 +1,66 @@
+"""The SQL conditions that say what a job is: due, claimable, pending, of a running campaign.
+
+Written once so the dispatcher that publishes jobs, the worker that claims them, the dashboard
+that counts them and the commands that cancel them never disagree about which jobs those are.
+Each returns a fresh SQLAlchemy expression over ``jobs`` (and ``campaigns``) for a ``where``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+
+from campaigns.core.models import (
+    CLAIMABLE_JOB_STATES,
+    PENDING_JOB_STATES,
+    Campaign,
+    CampaignState,
+    Job,
+)
+
+
+def job_state_is(state: str) -> ColumnElement[bool]:
+    """``jobs.state = state``, for a condition that also lists the jobs' ids.
+
+    Without table statistics SQLite answers ``id IN (...) AND state = ?`` from the state index
+    and reads every job in that state: each transmit mark would read all the jobs in flight,
+    and each chunk of a retry every failed job of the campaign. The concatenation keeps the
+    state index out, so the ids are looked up by primary key (PostgreSQL's statistics pick
+    the primary key on their own).
+    """
+    return Job.state.concat("") == state
+
+
+def job_is_claimable() -> ColumnElement[bool]:
+    """Queued or deferred: waiting for a worker, and not yet handed to a relay."""
+    return Job.state.in_(CLAIMABLE_JOB_STATES)
+
+
+def job_is_pending() -> ColumnElement[bool]:
+    """Not finished: waiting, or with a worker right now."""
+    return Job.state.in_(PENDING_JOB_STATES)
+
+
+def job_campaign_is_running() -> ColumnElement[bool]:
+    return Job.campaign_id.in_(select(Campaign.id).where(Campaign.state == CampaignState.RUNNING))
+
+
+def job_attempt_is_due(now: datetime) -> ColumnElement[bool]:
+    """Its next attempt (or first, planned for a wall time or a spread) has come."""
+    return or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now)
+
+
+def job_attempt_is_later(now: datetime) -> ColumnElement[bool]:
+    """Its next attempt is still to come; a job without one is never later."""
+    return Job.next_attempt_at > now
+
+
+def job_is_ready_to_send(now: datetime) -> ColumnElement[bool]:
+    """A claimable job of a running campaign whose attempt is due: what workers may take now."""
+    return and_(job_is_claimable(), job_campaign_is_running(), job_attempt_is_due(now))
+
+
+def campaign_has_pending_jobs() -> ColumnElement[bool]:
+    """For a condition on ``campaigns``: some job of this campaign is not finished."""
+    return exists().where(Job.campaign_id == Campaign.id, job_is_pending())
