@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
+from public_endpoints.access_log import uvicorn_log_config
 from public_endpoints.health import health_router
 from public_endpoints.tracking import tracking_router
 
@@ -34,4 +35,5 @@ def serve_tracking(settings: Settings, *, host: str, port: int) -> None:
         port=port,
         server_header=False,
         log_level="info",
+        log_config=uvicorn_log_config(),
     )
