@@ -33,6 +33,7 @@ from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
+from dashboard.upload_limit import RequestBodyLimit
 from public_endpoints.health import health_router
 from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
@@ -125,5 +126,6 @@ def create_app(
     def me(user: CurrentUser) -> AccountOut:
         return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
 
+    app.add_middleware(RequestBodyLimit, max_body_bytes=settings.max_upload_bytes)
     add_security_headers(app)
     return app
