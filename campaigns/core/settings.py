@@ -39,6 +39,9 @@ class Settings:
     complaints_address: str = ""
     """A feedback-loop address (ARF reports) that ``edm bounces serve`` accepts besides
     ``bounces+*@``; empty means none."""
+    bounce_mailbox_url: str = ""
+    """``imaps://user:pass@host/INBOX`` (or imap, pop3, pop3s) that ``edm bounces poll`` reads
+    when given no ``--url-file``; kept out of the command line, which ``ps`` shows to everyone."""
     soft_bounce_limit: int = 3
     """Soft bounces of one address within ``soft_bounce_days`` that suppress it."""
     soft_bounce_days: float = 7.0
