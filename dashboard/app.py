@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -33,7 +33,9 @@ from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
+from dashboard.upload_limit import RequestBodyLimit
 from public_endpoints.health import health_router
+from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
 from public_endpoints.webhooks import webhook_router
 
@@ -48,21 +50,6 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_VERSION = "1"
 CHART_CACHE_S = 8.0
 """Charts are polled every 10 s; over a million jobs they take a second to draw."""
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        # Email HTML in the preview carries its own <style> blocks and style attributes.
-        "style-src 'self' 'unsafe-inline'",
-        # A preview shows the images a template links to, wherever they are.
-        "img-src 'self' data: https: http:",
-        "frame-src 'self'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "object-src 'none'",
-    ]
-)
 
 
 def create_app(
@@ -139,15 +126,6 @@ def create_app(
     def me(user: CurrentUser) -> AccountOut:
         return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    app.add_middleware(RequestBodyLimit, max_body_bytes=settings.max_upload_bytes)
+    add_security_headers(app)
     return app

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.core.errors import EdmError, InputError, NotFound, ServiceUnavailable, StateError
 from dashboard.auth import CsrfRefused, SignInRequired
+from public_endpoints.access_log import redacted_request_target
 
 log = logging.getLogger("edm.dashboard")
 
@@ -88,7 +89,7 @@ def install_error_handlers(app: FastAPI, render_error_page: Any) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
-        log.exception("%s %s failed", request.method, request.url.path)
+        log.exception("%s %s failed", request.method, redacted_request_target(request.url.path))
         return answer(
             request, 500, "Something went wrong", "internal error: the server log has the details"
         )

@@ -10,6 +10,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
 from dashboard.app import create_app
 from dashboard.worker_monitor import WorkerMonitor
+from public_endpoints.access_log import uvicorn_log_config
 
 
 def build_dashboard(settings: Settings, *, database: Database | None = None) -> FastAPI:
@@ -24,7 +25,14 @@ def serve_dashboard(settings: Settings, *, host: str, port: int) -> None:
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(f"edm dashboard: http://{shown_host}:{port}/ (accounts: `edm users create`)", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, server_header=False, log_level="info")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            server_header=False,
+            log_level="info",
+            log_config=uvicorn_log_config(),
+        )
     except OSError as error:
         raise InputError(
             f"--host/--port: cannot listen on {host}:{port}: {error.strerror or error}"

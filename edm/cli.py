@@ -237,8 +237,18 @@ def _add_bounce_commands(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=25, help="port to listen on (25)")
     serve.set_defaults(handler="bounces:serve")
     poll = bounces.add_parser("poll", help="read bounces from an IMAP or POP3 mailbox")
-    poll.add_argument(
-        "--url", required=True, help="imaps://user:pass@host:993/INBOX, imap://, pop3://, pop3s://"
+    where = poll.add_mutually_exclusive_group()
+    where.add_argument(
+        "--url-file",
+        type=Path,
+        metavar="PATH",
+        help="a file holding the mailbox URL (e.g. a systemd credential); "
+        "default: EDM_BOUNCE_MAILBOX_URL",
+    )
+    where.add_argument(
+        "--url",
+        help="imaps://user:pass@host:993/INBOX, imap://, pop3://, pop3s:// "
+        "(visible to other users in ps: prefer --url-file or EDM_BOUNCE_MAILBOX_URL)",
     )
     when = poll.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="one pass, then exit")

@@ -7,7 +7,9 @@ from fastapi import FastAPI
 
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
+from public_endpoints.access_log import uvicorn_log_config
 from public_endpoints.health import health_router
+from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
 
 
@@ -23,6 +25,7 @@ def create_tracking_app(settings: Settings, *, database: Database | None = None)
     app.include_router(
         health_router(database, redis_url=settings.redis_url, data_dir=settings.data_dir)
     )
+    add_security_headers(app)
     return app
 
 
@@ -34,4 +37,5 @@ def serve_tracking(settings: Settings, *, host: str, port: int) -> None:
         port=port,
         server_header=False,
         log_level="info",
+        log_config=uvicorn_log_config(),
     )

@@ -19,6 +19,7 @@ from workers.embedded_redis import (
     EmbeddedRedis,
     check_redis,
     find_redis_server,
+    redacted_url,
     resolve_redis_url,
 )
 
@@ -51,7 +52,7 @@ def _wait_until(condition, timeout_s: float) -> bool:
 
 def test_embedded_redis_answers_ping_and_publishes_its_url(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path) as server:
-        assert server.url.startswith("redis://127.0.0.1:")
+        assert redacted_url(server.url).startswith("redis://127.0.0.1:")
         assert (tmp_path / "redis.url").read_text().strip() == server.url
         client = redis.Redis.from_url(server.url)
         try:
@@ -62,6 +63,32 @@ def test_embedded_redis_answers_ping_and_publishes_its_url(tmp_path: Path) -> No
         finally:
             client.close()
     assert (tmp_path / "redis.log").exists()
+
+
+def test_a_client_without_the_password_is_refused(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path) as server:
+        assert server.port is not None
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+            connection.sendall(b"PING\r\n")
+            assert connection.recv(200).startswith(b"-NOAUTH")
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+
+
+def test_the_password_and_the_url_holding_it_are_private_files(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path) as server:
+        password = (tmp_path / "redis.password").read_text().strip()
+        assert len(password) == 64
+        assert f"//:{password}@" in server.url
+        for name in ("redis.password", "redis.url"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+        # Not on the command line, which every user of the machine can read.
+        assert password not in Path(f"/proc/{server.pid}/cmdline").read_text()
+    with EmbeddedRedis(tmp_path) as restarted:
+        assert f"//:{password}@" in restarted.url
 
 
 def test_stop_ends_the_process_and_withdraws_the_url_file(tmp_path: Path) -> None:

