@@ -47,6 +47,7 @@ from campaigns.jobs.state_counts import job_state_counts_by_campaign, job_state_
 from workers.celery_app import make_celery
 from workers.delivery.send_rate_counters import measured_send_rates
 from workers.embedded_redis import known_redis_url, redacted_url
+from workers.redis_keys import delivery_queue_key
 from workers.relays.config import load_relay_config
 from workers.relays.rates import effective_rates
 
@@ -442,7 +443,7 @@ class WorkerMonitor:
         try:
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             try:
-                depth = int(client.llen(self._settings.queue_name))
+                depth = int(client.llen(delivery_queue_key(self._settings.queue_name)))
             finally:
                 client.close()
         except (redis.RedisError, OSError, ValueError) as error:

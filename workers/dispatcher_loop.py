@@ -19,6 +19,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 from workers.celery_app import app, broker_url_from_env
+from workers.redis_keys import delivery_queue_key, dispatcher_lock_key
 from workers.tasks import DELIVER_BATCH
 
 log = logging.getLogger("edm.dispatcher")
@@ -30,13 +31,13 @@ LOCK_TTL_S = 10.0
 def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     database = Database(settings.resolved_database_url)
     client = redis.Redis.from_url(broker_url_from_env(), socket_timeout=5)
-    lock = client.lock(f"{settings.queue_name}:dispatcher-lock", timeout=LOCK_TTL_S)
+    lock = client.lock(dispatcher_lock_key(settings.redis_namespace), timeout=LOCK_TTL_S)
 
     def publish(job_ids: Sequence[int]) -> None:
         app.send_task(DELIVER_BATCH, args=[list(job_ids)], queue=settings.queue_name)
 
     def queue_depth() -> int:
-        return int(client.llen(settings.queue_name))
+        return int(client.llen(delivery_queue_key(settings.queue_name)))
 
     dispatcher = Dispatcher(
         database,
