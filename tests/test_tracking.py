@@ -567,7 +567,7 @@ def test_edm_track_serves_the_links_of_a_delivered_message(
             [
                 sys.executable,
                 "-m",
-                "campaigns",
+                "edm",
                 "track",
                 "--host",
                 "127.0.0.1",

@@ -7,10 +7,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from campaigns.tracking.routes import TokenPurpose
 from campaigns.tracking.tokens import sign_job_token, verify_job_token
 
 RETURN_PATH_PREFIX = "bounces+"
-BOUNCE_TOKEN_PURPOSE = "bounce"
 _MESSAGE_ID = re.compile(
     r"<([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,19})@[^<>\s]+>",
     re.IGNORECASE,
@@ -26,7 +26,7 @@ class ReturnPathMatch:
 
 def return_path_for(secret: bytes, job_id: int, domain: str) -> str:
     """A job's envelope sender: a bounce names its job even when its body does not."""
-    return f"{RETURN_PATH_PREFIX}{sign_job_token(secret, BOUNCE_TOKEN_PURPOSE, job_id)}@{domain}"
+    return f"{RETURN_PATH_PREFIX}{sign_job_token(secret, TokenPurpose.BOUNCE, job_id)}@{domain}"
 
 
 def is_return_path(address: str) -> bool:
@@ -41,7 +41,7 @@ def find_return_path(secret: bytes, addresses: Iterable[str]) -> ReturnPathMatch
         local_part = address.rsplit("@", 1)[0]
         token = local_part[len(RETURN_PATH_PREFIX) :]
         return ReturnPathMatch(
-            address=address, job_id=verify_job_token(secret, BOUNCE_TOKEN_PURPOSE, token)
+            address=address, job_id=verify_job_token(secret, TokenPurpose.BOUNCE, token)
         )
     return None
 

@@ -36,7 +36,7 @@ from campaigns.core.models import (
 from campaigns.core.storage import Database
 from campaigns.jobs.state_counts import job_state_counts
 from campaigns.lifecycle.send_times import LocalTimePlan, local_send_times, spread_slots
-from campaigns.tracking.tokens import sign_job_token
+from campaigns.tracking.routes import UNSUBSCRIBE_PATH, route_url
 
 FINAL_CAMPAIGN_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
@@ -273,7 +273,7 @@ def _check_template_against_list(session: Any, campaign: Campaign) -> None:
                 campaign_name=campaign.name,
                 email=first.email,
                 fields=first.fields,
-                unsubscribe_url="https://example.invalid/u/check",
+                unsubscribe_url=route_url("https://example.invalid", UNSUBSCRIBE_PATH, "check"),
             )
         )
 
@@ -288,10 +288,6 @@ def render_context(
         "unsubscribe_url": unsubscribe_url,
         "campaign_name": campaign_name,
     }
-
-
-def unsubscribe_url(base_url: str, secret: bytes, job_id: int) -> str:
-    return f"{base_url.rstrip('/')}/u/{sign_job_token(secret, 'unsubscribe', job_id)}"
 
 
 def pause_campaign(database: Database, campaign_id: int) -> str:

@@ -38,9 +38,10 @@ from campaigns.jobs.job_store import (
     renew_leases,
 )
 from campaigns.jobs.retry_policy import RetryPolicy
-from campaigns.lifecycle.campaign_service import campaign_template, render_context, unsubscribe_url
+from campaigns.lifecycle.campaign_service import campaign_template, render_context
 from campaigns.lists.suppression import SuppressionReason
 from campaigns.tracking.links import LinkTracker
+from campaigns.tracking.routes import unsubscribe_url
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
 from workers.relays.relay_set import RelaySet, recipient_domain
