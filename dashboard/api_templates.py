@@ -158,7 +158,11 @@ async def post_test_send(
 ) -> SendTestOutcome:
     source = _source(settings, request.template, request.source)
     email, fields = await run_in_threadpool(_recipient, database, request)
-    rendered = render_for(source, email=email, fields=fields)
     return await send_test(
-        settings, rendered, from_address=request.from_address, to_address=request.to
+        settings,
+        source,
+        email=email,
+        fields=fields,
+        from_address=request.from_address,
+        to_address=request.to,
     )

@@ -36,7 +36,7 @@ from campaigns.core.models import (
 from campaigns.core.storage import Database
 from campaigns.jobs.state_counts import job_state_counts
 from campaigns.lifecycle.send_times import LocalTimePlan, local_send_times, spread_slots
-from campaigns.tracking.routes import UNSUBSCRIBE_PATH, route_url
+from campaigns.tracking.message_pipeline import MessagePipeline
 
 FINAL_CAMPAIGN_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
@@ -246,6 +246,10 @@ def _plan_spread(
     return ScheduleResult(jobs, start, last_due)
 
 
+_CHECK_BASE_URL = "https://example.invalid"
+"""Base of the links in the trial message made before scheduling; it is never sent."""
+
+
 def _check_template_against_list(session: Any, campaign: Campaign) -> None:
     compiled = CompiledTemplate(campaign_template(campaign))
     fields_stream = session.execute(
@@ -267,27 +271,20 @@ def _check_template_against_list(session: Any, campaign: Campaign) -> None:
         .limit(1)
     ).first()
     if first is not None:
-        # A trial render catches what a variable check cannot (a filter failing on real data).
-        compiled.render(
-            render_context(
-                campaign_name=campaign.name,
-                email=first.email,
-                fields=first.fields,
-                unsubscribe_url=route_url("https://example.invalid", UNSUBSCRIBE_PATH, "check"),
-            )
+        # A trial message catches what a variable check cannot (a filter failing on real data,
+        # a header the data makes invalid), made as delivery makes it.
+        pipeline = MessagePipeline(
+            campaign_name=campaign.name,
+            template=compiled,
+            skeleton=MessageSkeleton(
+                from_address=campaign.from_address, campaign_uuid=campaign.uuid
+            ),
+            base_url=_CHECK_BASE_URL,
+            secret=b"check",
         )
-
-
-def render_context(
-    *, campaign_name: str, email: str, fields: dict[str, str], unsubscribe_url: str
-) -> dict[str, Any]:
-    """The variables a template sees: the recipient's merge fields plus the built-in ones."""
-    return {
-        **fields,
-        "email": email,
-        "unsubscribe_url": unsubscribe_url,
-        "campaign_name": campaign_name,
-    }
+        link = pipeline.unsubscribe_url(0)
+        rendered = pipeline.render(email=first.email, fields=first.fields, unsubscribe_url=link)
+        pipeline.build(job_id=0, email=first.email, rendered=rendered, unsubscribe_url=link)
 
 
 def pause_campaign(database: Database, campaign_id: int) -> str:
