@@ -8,7 +8,8 @@ from bench.naive_baseline import build_message
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate, load_template
 from campaigns.core.settings import Settings
-from campaigns.lifecycle.campaign_service import render_context, unsubscribe_url
+from campaigns.tracking.message_pipeline import render_context
+from campaigns.tracking.routes import unsubscribe_url
 
 TEMPLATE = "newsletter"
 

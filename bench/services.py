@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from campaigns.core.settings import normalise_database_url
 from workers.embedded_redis import EmbeddedRedis, check_redis, redacted_url
+from workers.redis_keys import delivery_queue_key, delivery_queue_key_patterns, namespace_pattern
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,8 @@ def delete_queue_keys(redis_url: str, *queue_names: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         for name in queue_names:
-            client.delete(name, f"_kombu.binding.{name}")
-            # Celery's Redis transport keeps priorities in sibling lists named "<queue>\x06\x16N".
-            for pattern in (f"{name}\x06\x16*", f"{name}:*"):
+            client.delete(delivery_queue_key(name))
+            for pattern in (*delivery_queue_key_patterns(name), namespace_pattern(name)):
                 for key in client.scan_iter(match=pattern):
                     client.delete(key)
     finally:

@@ -14,8 +14,9 @@ from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate, load_template
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
-from campaigns.lifecycle.campaign_service import render_context, unsubscribe_url
 from campaigns.tracking.links import LinkTracker
+from campaigns.tracking.message_pipeline import render_context
+from campaigns.tracking.routes import unsubscribe_url
 
 BASE_URL = "https://mail.bench.example"
 SECRET = b"bench-secret"

@@ -160,11 +160,11 @@ async def post_test_send(
 ) -> SendTestOutcome:
     source = _source(settings, request.template, request.source)
     email, fields = await run_in_threadpool(_recipient, database, request)
-    rendered = await run_in_threadpool(
-        lambda: render_for(
-            source, email=email, fields=fields, cpu_limit_s=settings.template_render_cpu_s
-        )
-    )
     return await send_test(
-        settings, rendered, from_address=request.from_address, to_address=request.to
+        settings,
+        source,
+        email=email,
+        fields=fields,
+        from_address=request.from_address,
+        to_address=request.to,
     )

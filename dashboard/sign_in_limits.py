@@ -28,6 +28,7 @@ from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from campaigns.lists.fields import email_key, normalise_email
 from workers.embedded_redis import known_redis_url, redacted_url
+from workers.redis_keys import SignInFailureKeys
 
 log = logging.getLogger("edm.dashboard.sign_in")
 
@@ -103,14 +104,14 @@ class SignInLimiter:
             self._warn_unlimited(error)
 
     def _keys(self, email: str, address: str) -> list[str]:
-        prefix = f"{self._settings.queue_name}:sign-in-failures"
+        keys = SignInFailureKeys(self._settings.redis_namespace)
         try:
             account = email_key(normalise_email(email))
         except InputError:
             account = email.strip().lower()
         # Hashed: the key says nothing about who tried, and its length stays bounded.
         account = hashlib.sha256(account.encode()).hexdigest()
-        return [f"{prefix}:account:{account}", f"{prefix}:address:{address or 'unknown'}"]
+        return [keys.account(account), keys.address(address or "unknown")]
 
     def _redis(self) -> redis.Redis | None:
         url = known_redis_url(self._settings.redis_url, self._settings.data_dir)

@@ -1,21 +1,25 @@
 """A template as one recipient will see it, the variable check against a whole list, and a test
 message sent to any address through the configured relay.
 
-Rendering is the campaign's own (``CompiledTemplate`` with ``render_context``); the test message
-is built, signed and sent as delivery does, so what arrives is what recipients will get, apart
-from the subject's ``[Test]`` mark and a placeholder unsubscribe link.
+Everything goes through the campaign's own ``MessagePipeline``: the test message is rendered,
+built, signed and given a VERP return path as delivery does, so what arrives is what recipients
+will get, apart from the subject's ``[Test]`` mark, a placeholder unsubscribe link and no click
+tracking (a template on its own has no campaign to record links in).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from campaigns.bounces.verp import return_path_for
+from campaigns.content.dkim import DkimSigner
 from campaigns.content.dkim_keys import signer_from_settings
-from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S, render_isolated
+from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import (
     CompiledTemplate,
@@ -27,14 +31,18 @@ from campaigns.core.errors import NotFound
 from campaigns.core.models import Campaign, Recipient, RecipientList
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
-from campaigns.lifecycle.campaign_service import campaign_template, render_context
+from campaigns.lifecycle.campaign_service import campaign_template
 from campaigns.lists.fields import normalise_email
+from campaigns.tracking.message_pipeline import MessagePipeline
 from workers.relays.config import load_relay_config
 from workers.smtp.pool import SendOutcomeKind, SmtpPool
 
-PREVIEW_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe-preview"
+PREVIEW_BASE_URL = "https://example.invalid"
+PREVIEW_UNSUBSCRIBE_URL = f"{PREVIEW_BASE_URL}/unsubscribe-preview"
 PREVIEW_CAMPAIGN_NAME = "Preview"
 TEST_SUBJECT_MARK = "[Test] "
+TEST_JOB_ID = 0
+"""No job has id 0: a bounce of a test message reaches the intake and names nothing."""
 _TEST_SEND_TIMEOUT_S = 20.0
 
 
@@ -58,6 +66,29 @@ class SendTestOutcome:
     relay: str
 
 
+def preview_pipeline(
+    source: TemplateSource,
+    *,
+    campaign_name: str = "",
+    from_address: str = "preview@example.invalid",
+    subject_prefix: str = "",
+    signer: DkimSigner | None = None,
+    render_cpu_limit_s: float | None = DEFAULT_CPU_LIMIT_S,
+) -> MessagePipeline:
+    """The steps of a campaign's pipeline for a preview or a test send: no tracking, and the
+    placeholder unsubscribe link (no job to unsubscribe from)."""
+    return MessagePipeline(
+        campaign_name=campaign_name or PREVIEW_CAMPAIGN_NAME,
+        template=CompiledTemplate(source),
+        skeleton=MessageSkeleton(from_address=from_address, campaign_uuid=f"test-{uuid.uuid4()}"),
+        base_url=PREVIEW_BASE_URL,
+        secret=b"preview",
+        signer=signer,
+        subject_prefix=subject_prefix,
+        render_cpu_limit_s=render_cpu_limit_s,
+    )
+
+
 def render_for(
     source: TemplateSource,
     *,
@@ -66,17 +97,8 @@ def render_for(
     campaign_name: str = "",
     cpu_limit_s: float = DEFAULT_CPU_LIMIT_S,
 ) -> RenderedMessage:
-    # In a child process: a costly template must not hold up the server's other requests.
-    return render_isolated(
-        source,
-        render_context(
-            campaign_name=campaign_name or PREVIEW_CAMPAIGN_NAME,
-            email=email,
-            fields=fields,
-            unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
-        ),
-        cpu_limit_s=cpu_limit_s,
-    )
+    pipeline = preview_pipeline(source, campaign_name=campaign_name, render_cpu_limit_s=cpu_limit_s)
+    return pipeline.render(email=email, fields=fields, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
 
 
 @dataclass(frozen=True)
@@ -139,24 +161,33 @@ def check_against_list(database: Database, source: TemplateSource, list_id: int)
 
 async def send_test(
     settings: Settings,
-    rendered: RenderedMessage,
+    source: TemplateSource,
     *,
+    email: str,
+    fields: dict[str, str],
     from_address: str,
     to_address: str,
 ) -> SendTestOutcome:
-    """Send one test message through the first configured relay; the outcome, never raises
-    for SMTP trouble (a refusal is a result to show, not an error)."""
+    """Send one test message, as ``email`` with ``fields`` would get it, to ``to_address``
+    through the first configured relay; the outcome, never raises for SMTP trouble (a refusal
+    is a result to show, not an error)."""
     to = normalise_email(to_address)
-    skeleton = MessageSkeleton(from_address=from_address, campaign_uuid=f"test-{uuid.uuid4()}")
-    marked = RenderedMessage(
-        subject=TEST_SUBJECT_MARK + rendered.subject, html=rendered.html, text=rendered.text
+    pipeline = preview_pipeline(
+        source,
+        from_address=from_address,
+        subject_prefix=TEST_SUBJECT_MARK,
+        signer=signer_from_settings(settings),
+        render_cpu_limit_s=settings.template_render_cpu_s,
     )
-    message = skeleton.build(
-        job_id=0, to_address=to, rendered=marked, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL
+    # Off the event loop: the render waits on its child process.
+    rendered = await asyncio.to_thread(
+        pipeline.render, email=email, fields=fields, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL
     )
-    signer = signer_from_settings(settings)
-    if signer is not None:
-        message = signer.sign(message)
+    message = pipeline.build(
+        job_id=TEST_JOB_ID, email=to, rendered=rendered, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL
+    )
+    bounce_domain = settings.bounce_domain or pipeline.skeleton.sender_domain
+    sender = return_path_for(settings.secret, TEST_JOB_ID, bounce_domain)
     relay = load_relay_config(settings).relays[0]
     pool = SmtpPool(
         relay.relay,
@@ -165,7 +196,7 @@ async def send_test(
         data_timeout_s=min(settings.smtp_data_timeout_s, _TEST_SEND_TIMEOUT_S * 3),
     )
     try:
-        outcome = await pool.send(sender=skeleton.sender_address, recipient=to, message=message)
+        outcome = await pool.send(sender=sender, recipient=to, message=message)
     finally:
         await pool.close()
     return SendTestOutcome(

@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.core.storage import Database
-from campaigns.tracking.links import OPEN_PURPOSE
 from campaigns.tracking.recording import record_click, record_open, unsubscribe, unsubscriber
+from campaigns.tracking.routes import CLICK_PATH, OPEN_PIXEL_PATH, UNSUBSCRIBE_PATH, TokenPurpose
 from campaigns.tracking.tokens import verify_job_token, verify_link_token
 from public_endpoints.unsubscribe_pages import (
     already_unsubscribed_page,
@@ -28,7 +28,6 @@ from public_endpoints.unsubscribe_pages import (
 
 log = logging.getLogger(__name__)
 
-UNSUBSCRIBE_PURPOSE = "unsubscribe"
 TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 """A 1x1 transparent GIF (43 bytes)."""
 ONE_CLICK_MARK = b"One-Click"
@@ -44,13 +43,13 @@ _PRIVATE = {
 
 
 def tracking_router(database: Database, secret: bytes) -> APIRouter:
-    """The routes ``/o/{token}.gif``, ``/c/{token}`` and ``/u/{token}``, on ``database``;
-    ``secret`` is the key that signed the tokens (``Settings.secret``)."""
+    """The routes of ``campaigns.tracking.routes`` (open pixel, click, unsubscribe), on
+    ``database``; ``secret`` is the key that signed the tokens (``Settings.secret``)."""
     router = APIRouter()
 
-    @router.get("/o/{token}.gif", include_in_schema=False)
+    @router.get(OPEN_PIXEL_PATH, include_in_schema=False)
     def open_pixel(token: str, request: Request) -> Response:
-        job_id = verify_job_token(secret, OPEN_PURPOSE, token)
+        job_id = verify_job_token(secret, TokenPurpose.OPEN, token)
         if job_id is None:
             return _refused("open", token)
         user_agent = request.headers.get("user-agent")
@@ -58,7 +57,7 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
             return _no_job("open", job_id)
         return Response(TRANSPARENT_GIF, media_type="image/gif", headers=_PRIVATE)
 
-    @router.get("/c/{token}", include_in_schema=False)
+    @router.get(CLICK_PATH, include_in_schema=False)
     def click(token: str, request: Request) -> Response:
         names = verify_link_token(secret, token)
         if names is None:
@@ -70,9 +69,9 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
             return _no_job("click", job_id)
         return RedirectResponse(url, status_code=302, headers=_PRIVATE)
 
-    @router.get("/u/{token}", include_in_schema=False)
+    @router.get(UNSUBSCRIBE_PATH, include_in_schema=False)
     def unsubscribe_confirmation(token: str) -> Response:
-        job_id = verify_job_token(secret, UNSUBSCRIBE_PURPOSE, token)
+        job_id = verify_job_token(secret, TokenPurpose.UNSUBSCRIBE, token)
         if job_id is None:
             return _refused("unsubscribe", token)
         found = unsubscriber(database, job_id)
@@ -82,9 +81,9 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
         page = already_unsubscribed_page(sender) if already else confirm_page(sender)
         return HTMLResponse(page, headers=_PRIVATE)
 
-    @router.post("/u/{token}", include_in_schema=False)
+    @router.post(UNSUBSCRIBE_PATH, include_in_schema=False)
     async def unsubscribe_now(token: str, request: Request) -> Response:
-        job_id = verify_job_token(secret, UNSUBSCRIBE_PURPOSE, token)
+        job_id = verify_job_token(secret, TokenPurpose.UNSUBSCRIBE, token)
         if job_id is None:
             return _refused("unsubscribe", token)
         body = await _body_start(request)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from campaigns.bounces.verp import return_path_for
 from campaigns.core.models import Job, JobState
 from campaigns.core.storage import Database
 from dashboard.app import create_app
@@ -642,6 +643,26 @@ def test_a_test_message_reaches_the_relay(
         assert answer.json()["to"] == "Tester@example.com"
     assert [message.rcpt_tos for message in smtp_server.messages] == [["Tester@example.com"]]
     assert b"Subject: [Test] Ann, your Pro update from Northwind" in smtp_server.messages[0].data
+
+
+def test_a_test_message_carries_a_return_path_as_delivery_gives_it(
+    database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
+) -> None:
+    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
+    with running_dashboard(database, settings) as dashboard:
+        answer = dashboard.post(
+            "/api/templates/test-send",
+            json={
+                "source": {"subject": "Hi", "html": "<p>Hi {{ first_name }}</p>"},
+                "fields": {"first_name": "X"},
+                "to": "tester@example.com",
+                "from_address": "news@northwind.example",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+    [message] = smtp_server.messages
+    assert message.mail_from == return_path_for(settings.secret, 0, "northwind.example")
+    assert b"Hi X" in message.data
 
 
 def test_a_refused_test_message_is_reported_not_raised(database: Database, tmp_path: Path) -> None:

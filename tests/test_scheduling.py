@@ -16,9 +16,14 @@ from campaigns.core.models import Campaign, Job, Recipient, utc_now
 from campaigns.core.storage import Database
 from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
+from campaigns.lifecycle.schedule_requests import (
+    API_FIELDS,
+    CLI_FIELDS,
+    ScheduleFields,
+    schedule_plan,
+)
 from campaigns.lifecycle.send_times import LocalTimePlan
 from campaigns.lists.importer import import_recipients
-from edm.commands.campaigns import parse_send_at
 from tests.conftest import run_edm, wait_until
 
 
@@ -110,17 +115,73 @@ def test_spread_releases_recipients_evenly_and_the_dispatcher_waits_for_each(
     assert len(set(published)) == 6
 
 
+def _cli_send_at(at: str, zone_name: str) -> datetime:
+    plan = schedule_plan(
+        "at", at=at, timezone=zone_name, timezone_field="", spread_hours=0.0, fields=CLI_FIELDS
+    )
+    return plan.send_at
+
+
 def test_at_reads_wall_time_in_the_given_zone_unless_it_has_an_offset() -> None:
-    assert parse_send_at("2026-12-01T09:00", "Asia/Kolkata") == datetime(
+    assert _cli_send_at("2026-12-01T09:00", "Asia/Kolkata") == datetime(
         2026, 12, 1, 3, 30, tzinfo=UTC
     )
-    assert parse_send_at("2026-12-01T09:00+01:00", "Asia/Kolkata") == datetime(
+    assert _cli_send_at("2026-12-01T09:00+01:00", "Asia/Kolkata") == datetime(
         2026, 12, 1, 8, 0, tzinfo=UTC
     )
     with pytest.raises(InputError, match="Nowhere/Land"):
-        parse_send_at("2026-12-01T09:00", "Nowhere/Land")
+        _cli_send_at("2026-12-01T09:00", "Nowhere/Land")
     with pytest.raises(InputError, match="--at"):
-        parse_send_at("next tuesday", "UTC")
+        _cli_send_at("next tuesday", "UTC")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (CLI_FIELDS, "--at: 'next tuesday' is not a date and time like 2026-12-01T09:00"),
+        (API_FIELDS, "at: 'next tuesday' is not a date and time like 2026-12-01T09:00"),
+    ],
+)
+def test_cli_and_api_refuse_a_bad_time_by_the_same_rule_in_their_own_words(
+    fields: ScheduleFields, message: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        schedule_plan(
+            "at", at="next tuesday", timezone="UTC", timezone_field="", spread_hours=0.0,
+            fields=fields,
+        )  # fmt: skip
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("fields", "zone_name", "local_field"),
+    [(CLI_FIELDS, "--tz", "--tz-field"), (API_FIELDS, "timezone", "timezone_field")],
+)
+def test_schedule_errors_name_the_fields_as_each_caller_spells_them(
+    fields: ScheduleFields, zone_name: str, local_field: str
+) -> None:
+    with pytest.raises(InputError, match=f"^{zone_name}: unknown time zone 'Nowhere/Land'"):
+        schedule_plan(
+            "at", at="2026-12-01T09:00", timezone="Nowhere/Land", timezone_field="",
+            spread_hours=0.0, fields=fields,
+        )  # fmt: skip
+    with pytest.raises(InputError, match=f"^{local_field}: name the merge field"):
+        schedule_plan(
+            "local_time", at="2026-12-01T09:00", timezone="UTC", timezone_field=" ",
+            spread_hours=0.0, fields=fields,
+        )  # fmt: skip
+    with pytest.raises(InputError, match=f"^{fields.at}: give a wall-clock time without"):
+        schedule_plan(
+            "local_time", at="2026-12-01T09:00+02:00", timezone="UTC", timezone_field="tz",
+            spread_hours=0.0, fields=fields,
+        )  # fmt: skip
+
+
+def test_the_cli_names_its_own_flag_when_a_time_is_refused(edm_env: dict[str, str]) -> None:
+    refused = run_edm(["campaigns", "schedule", "1", "--at", "next tuesday"], edm_env)
+
+    assert refused.returncode != 0
+    assert "--at: 'next tuesday' is not a date and time like 2026-12-01T09:00" in refused.stderr
 
 
 def test_a_scheduled_campaign_survives_a_restart_of_every_process(

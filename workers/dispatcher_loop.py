@@ -19,7 +19,8 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 from workers.celery_app import app, broker_url_from_env
-from workers.liveness import dispatcher_lock_key, queue_depth
+from workers.liveness import queue_depth
+from workers.redis_keys import dispatcher_lock_key
 from workers.tasks import DELIVER_BATCH
 
 log = logging.getLogger("edm.dispatcher")
@@ -31,7 +32,7 @@ LOCK_TTL_S = 10.0
 def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     database = Database(settings.resolved_database_url)
     client = redis.Redis.from_url(broker_url_from_env(), socket_timeout=5)
-    lock = client.lock(dispatcher_lock_key(settings.queue_name), timeout=LOCK_TTL_S)
+    lock = client.lock(dispatcher_lock_key(settings.redis_namespace), timeout=LOCK_TTL_S)
 
     def publish(job_ids: Sequence[int]) -> None:
         app.send_task(DELIVER_BATCH, args=[list(job_ids)], queue=settings.queue_name)

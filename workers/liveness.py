@@ -1,7 +1,7 @@
 """Who is at work on one installation's queue: workers online, the dispatcher, the queue's depth.
 
-One place for the names both sides agree on (the workers' node names, the dispatcher's lock
-key), read by the dashboard's worker monitor and by ``edm status``.
+One place for what both sides agree on (the workers' node names; the keys are in
+``redis_keys``), read by the dashboard's worker monitor and by ``edm status``.
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ from typing import Any
 
 import redis
 
+from workers.redis_keys import delivery_queue_key, dispatcher_lock_key
+
 WORKER_HOSTNAME_PREFIX = "edm-"
 """``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
 
 
 def worker_hostname(pid: int, host: str) -> str:
     return f"{WORKER_HOSTNAME_PREFIX}{pid}@{host}"
-
-
-def dispatcher_lock_key(queue_name: str) -> str:
-    """The key the active dispatcher holds; it expires when that dispatcher dies."""
-    return f"{queue_name}:dispatcher-lock"
 
 
 def is_our_worker(hostname: str, queues: Iterable[str] | None, queue_name: str) -> bool:
@@ -34,11 +31,11 @@ def is_our_worker(hostname: str, queues: Iterable[str] | None, queue_name: str) 
 
 def queue_depth(client: redis.Redis, queue_name: str) -> int:
     """Batches of job ids waiting in the broker for a worker."""
-    return int(client.llen(queue_name))
+    return int(client.llen(delivery_queue_key(queue_name)))
 
 
-def dispatcher_active(client: redis.Redis, queue_name: str) -> bool:
-    return bool(client.exists(dispatcher_lock_key(queue_name)))
+def dispatcher_active(client: redis.Redis, namespace: str) -> bool:
+    return bool(client.exists(dispatcher_lock_key(namespace)))
 
 
 def workers_online(celery_app: Any, queue_name: str, *, timeout_s: float) -> list[str]:

@@ -75,6 +75,6 @@ def delivery_context() -> DeliveryContext:
             relays=relays,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             signer=signer_from_settings(settings),
-            send_rate_counters=SendRateCounters(redis, settings.queue_name),
+            send_rate_counters=SendRateCounters(redis, settings.redis_namespace),
         )
     return _context

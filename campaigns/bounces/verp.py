@@ -12,11 +12,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from campaigns.tracking.routes import TokenPurpose
 from campaigns.tracking.tokens import sign_job_token, verify_job_token
 
 RETURN_PATH_PREFIX = "bounces+"
-BOUNCE_TOKEN_PURPOSE = "bounce"
-MESSAGE_ID_TOKEN_PURPOSE = "message-id"
 # Linear on any text: fixed-length or bounded groups, and the domain cannot contain "<" or ">".
 _MESSAGE_ID = re.compile(
     r"<([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(\d{1,19})"
@@ -34,7 +33,7 @@ class ReturnPathMatch:
 
 def return_path_for(secret: bytes, job_id: int, domain: str) -> str:
     """A job's envelope sender: a bounce names its job even when its body does not."""
-    return f"{RETURN_PATH_PREFIX}{sign_job_token(secret, BOUNCE_TOKEN_PURPOSE, job_id)}@{domain}"
+    return f"{RETURN_PATH_PREFIX}{sign_job_token(secret, TokenPurpose.BOUNCE, job_id)}@{domain}"
 
 
 def is_return_path(address: str) -> bool:
@@ -49,7 +48,7 @@ def find_return_path(secret: bytes, addresses: Iterable[str]) -> ReturnPathMatch
         local_part = address.rsplit("@", 1)[0]
         token = local_part[len(RETURN_PATH_PREFIX) :]
         return ReturnPathMatch(
-            address=address, job_id=verify_job_token(secret, BOUNCE_TOKEN_PURPOSE, token)
+            address=address, job_id=verify_job_token(secret, TokenPurpose.BOUNCE, token)
         )
     return None
 
@@ -63,7 +62,7 @@ class MessageIdMatch:
 
 def message_id_tagger(secret: bytes) -> Callable[[int], str]:
     """The tag of a job's Message-ID, for :class:`campaigns.content.message.MessageSkeleton`."""
-    return functools.partial(sign_job_token, secret, MESSAGE_ID_TOKEN_PURPOSE)
+    return functools.partial(sign_job_token, secret, TokenPurpose.MESSAGE_ID)
 
 
 def find_message_id(secret: bytes, text: str) -> MessageIdMatch | None:
@@ -72,6 +71,6 @@ def find_message_id(secret: bytes, text: str) -> MessageIdMatch | None:
     if match is None:
         return None
     campaign_uuid, job_id, tag = match.group(1).lower(), int(match.group(2)), match.group(3)
-    if tag is None or verify_job_token(secret, MESSAGE_ID_TOKEN_PURPOSE, tag) != job_id:
+    if tag is None or verify_job_token(secret, TokenPurpose.MESSAGE_ID, tag) != job_id:
         return MessageIdMatch(campaign_uuid=campaign_uuid, job_id=None)
     return MessageIdMatch(campaign_uuid=campaign_uuid, job_id=job_id)

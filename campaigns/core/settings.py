@@ -117,7 +117,7 @@ class Settings:
     included). A million-row CSV of an address and a few merge fields is about 100 MB; twice
     that leaves room for wide rows. Bigger lists: ``edm lists import`` reads a file in place."""
     queue_name: str = "edm-delivery"
-    """Celery queue; also prefixes the dispatcher's lock, so two installations can share a Redis."""
+    """Celery queue; also the installation's ``redis_namespace``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,6 +162,12 @@ class Settings:
         unknown = set(values) - known
         settings = cls(**{k: _coerce(k, v) for k, v in values.items() if k in known})
         return replace(settings, extra={k: values[k] for k in unknown})
+
+    @property
+    def redis_namespace(self) -> str:
+        """Prefix of every Redis key the installation keeps (see ``workers.redis_keys``): the
+        queue name, so installations that share a Redis keep apart by choosing queues apart."""
+        return self.queue_name
 
     @property
     def resolved_database_url(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, literal, select, update
 
-from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S, render_isolated
+from campaigns.content.isolated_render import DEFAULT_CPU_LIMIT_S
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import (
     CompiledTemplate,
@@ -38,7 +38,7 @@ from campaigns.core.models import (
 from campaigns.core.storage import Database
 from campaigns.jobs.state_counts import job_state_counts
 from campaigns.lifecycle.send_times import LocalTimePlan, local_send_times, spread_slots
-from campaigns.tracking.tokens import sign_job_token
+from campaigns.tracking.message_pipeline import MessagePipeline
 
 FINAL_CAMPAIGN_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
@@ -250,11 +250,14 @@ def _plan_spread(
     return ScheduleResult(jobs, start, last_due)
 
 
+_CHECK_BASE_URL = "https://example.invalid"
+"""Base of the links in the trial message made before scheduling; it is never sent."""
+
+
 def _check_template_against_list(
     session: Any, campaign: Campaign, render_cpu_limit_s: float
 ) -> None:
-    source = campaign_template(campaign)
-    compiled = CompiledTemplate(source)
+    compiled = CompiledTemplate(campaign_template(campaign))
     fields_stream = session.execute(
         select(Recipient.fields).where(Recipient.list_id == campaign.list_id).order_by(Recipient.id)
     ).scalars()
@@ -274,33 +277,21 @@ def _check_template_against_list(
         .limit(1)
     ).first()
     if first is not None:
-        # A trial render catches what a variable check cannot (a filter failing on real data).
-        render_isolated(
-            source,
-            render_context(
-                campaign_name=campaign.name,
-                email=first.email,
-                fields=first.fields,
-                unsubscribe_url="https://example.invalid/u/check",
+        # A trial message catches what a variable check cannot (a filter failing on real data,
+        # a header the data makes invalid), made as delivery makes it.
+        pipeline = MessagePipeline(
+            campaign_name=campaign.name,
+            template=compiled,
+            skeleton=MessageSkeleton(
+                from_address=campaign.from_address, campaign_uuid=campaign.uuid
             ),
-            cpu_limit_s=render_cpu_limit_s,
+            base_url=_CHECK_BASE_URL,
+            secret=b"check",
+            render_cpu_limit_s=render_cpu_limit_s,
         )
-
-
-def render_context(
-    *, campaign_name: str, email: str, fields: dict[str, str], unsubscribe_url: str
-) -> dict[str, Any]:
-    """The variables a template sees: the recipient's merge fields plus the built-in ones."""
-    return {
-        **fields,
-        "email": email,
-        "unsubscribe_url": unsubscribe_url,
-        "campaign_name": campaign_name,
-    }
-
-
-def unsubscribe_url(base_url: str, secret: bytes, job_id: int) -> str:
-    return f"{base_url.rstrip('/')}/u/{sign_job_token(secret, 'unsubscribe', job_id)}"
+        link = pipeline.unsubscribe_url(0)
+        rendered = pipeline.render(email=first.email, fields=first.fields, unsubscribe_url=link)
+        pipeline.build(job_id=0, email=first.email, rendered=rendered, unsubscribe_url=link)
 
 
 def pause_campaign(database: Database, campaign_id: int) -> str:

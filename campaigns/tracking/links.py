@@ -25,10 +25,8 @@ from urllib.parse import urlsplit
 from campaigns.content.templating import RenderedMessage
 from campaigns.core.models import CampaignLink, utc_now
 from campaigns.core.storage import Database, conflict_insert
-from campaigns.tracking.tokens import sign_job_token, sign_link_token
+from campaigns.tracking.routes import TRACKING_PATHS, click_url, open_pixel_url, path_prefix
 
-OPEN_PURPOSE = "open"
-_OWN_PATHS = ("/u/", "/c/", "/o/")
 # The href of an <a> tag, quoted either way or bare. Rendered HTML comes out of the CSS inliner's
 # serializer, which always writes double quotes; the other forms cost nothing to accept.
 _ANCHOR_HREF = re.compile(
@@ -44,10 +42,6 @@ def link_id_for(url: str) -> int:
     """The id of a campaign link: 63 bits of SHA-256 of its URL (a collision is not expected
     before billions of distinct URLs in one campaign)."""
     return int.from_bytes(hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()[:8]) >> 1
-
-
-def open_url(base_url: str, secret: bytes, job_id: int) -> str:
-    return f"{base_url.rstrip('/')}/o/{sign_job_token(secret, OPEN_PURPOSE, job_id)}.gif"
 
 
 def pixel_tag(url: str) -> str:
@@ -68,8 +62,7 @@ class LinkTracker:
         self._database = database
         self._base_url = base_url.rstrip("/")
         self._secret = secret
-        self._own_prefixes = tuple(self._base_url + path for path in _OWN_PATHS)
-        self._click_prefix = f"{self._base_url}/c/"
+        self._own_prefixes = tuple(self._base_url + path_prefix(path) for path in TRACKING_PATHS)
         self._registered: set[int] = set()
         self._link_by_href: dict[str, tuple[int, str] | None] = {}
         """Each href as written in the HTML -> (link id, URL), or None for one left alone."""
@@ -86,11 +79,11 @@ class LinkTracker:
             link_id, url = link
             if link_id not in self._registered:
                 unregistered[link_id] = url
-            token = sign_link_token(self._secret, job_id, link_id)
-            return f'{match.group(1)}"{self._click_prefix}{token}"'
+            return f'{match.group(1)}"{click_url(self._base_url, self._secret, job_id, link_id)}"'
 
         rewritten = _ANCHOR_HREF.sub(tracked, message_html)
-        return _with_pixel(rewritten, open_url(self._base_url, self._secret, job_id)), unregistered
+        pixel_url = open_pixel_url(self._base_url, self._secret, job_id)
+        return _with_pixel(rewritten, pixel_url), unregistered
 
     async def apply(self, rendered: RenderedMessage, *, job_id: int) -> RenderedMessage:
         """``rendered`` with tracking in its HTML part; new links are in the database on return."""

@@ -4,7 +4,7 @@ A token is the job id in base 32 followed by 16 base-32 characters (80 bits) of 
 the purpose and the job id. The alphabet is lower-case letters and the digits 2-7 only, so a token
 is safe in a URL path and in an address local part, and survives an MTA lower-casing the return
 path. A token signed for one purpose ("bounce") is worthless for another ("unsubscribe").
-Purposes in use: "bounce", "unsubscribe", "open" and "message-id".
+The purposes in use are ``campaigns.tracking.routes.TokenPurpose``.
 
 A link token (click tracking) names a job and one of its campaign's links: the job id, the link
 id in 13 base-32 digits, and a MAC over both, so a click on one link cannot be turned into a

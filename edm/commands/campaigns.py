@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
@@ -14,7 +12,7 @@ from campaigns.core.storage import Database
 from campaigns.lifecycle import campaign_service, failure_report
 from campaigns.lifecycle.campaign_service import campaign_status, create_campaign, schedule_campaign
 from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
-from campaigns.lifecycle.send_times import LocalTimePlan
+from campaigns.lifecycle.schedule_requests import CLI_FIELDS, schedule_plan
 from edm.command_helpers import database, print_json
 from workers.relays.config import relay_names
 
@@ -38,42 +36,23 @@ def create(args: argparse.Namespace, settings: Settings) -> None:
         print(f"campaign {campaign.id} created ({campaign.state}): {campaign.name}")
 
 
-def parse_send_at(at: str | None, zone_name: str) -> datetime:
-    """``--at`` in ``zone_name`` unless it carries its own offset; ``None`` means now."""
-    if at is None:
-        return datetime.now(UTC)
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"--tz: unknown time zone {zone_name!r}") from None
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise InputError(f"--at: {at!r} is not an ISO-8601 date and time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
 def schedule(args: argparse.Namespace, settings: Settings) -> None:
-    local_time = None
-    if args.local_time:
-        if args.now:
-            raise InputError("--local-time: needs --at with the wall-clock time to send at")
-        try:
-            wall_time = datetime.fromisoformat(args.at)
-        except ValueError:
-            raise InputError(f"--at: {args.at!r} is not an ISO-8601 date and time") from None
-        local_time = LocalTimePlan(
-            wall_time=wall_time, timezone_field=args.tz_field, default_zone=args.tz
-        )
-    send_at = parse_send_at(None if args.now else args.at, args.tz)
+    if args.local_time and args.now:
+        raise InputError("--local-time: needs --at with the wall-clock time to send at")
+    plan = schedule_plan(
+        "local_time" if args.local_time else "now" if args.now else "at",
+        at=args.at,
+        timezone=args.tz,
+        timezone_field=args.tz_field,
+        spread_hours=args.spread_hours,
+        fields=CLI_FIELDS,
+    )
     result = schedule_campaign(
         database(settings),
         args.id,
-        send_at=send_at,
-        local_time=local_time,
-        spread_hours=args.spread_hours,
+        send_at=plan.send_at,
+        local_time=plan.local_time,
+        spread_hours=plan.spread_hours,
         render_cpu_limit_s=settings.template_render_cpu_s,
     )
     when = result.first_due.isoformat()

@@ -89,7 +89,7 @@ def _read_redis(settings: Settings, status: InstallationStatus) -> None:
         )
         try:
             status.queue_depth = queue_depth(client, settings.queue_name)
-            status.dispatcher_active = dispatcher_active(client, settings.queue_name)
+            status.dispatcher_active = dispatcher_active(client, settings.redis_namespace)
         finally:
             client.close()
         celery_app = make_celery(settings, url)

@@ -38,9 +38,10 @@ from campaigns.jobs.job_store import (
     renew_leases,
 )
 from campaigns.jobs.retry_policy import RetryPolicy
-from campaigns.lifecycle.campaign_service import campaign_template, render_context, unsubscribe_url
+from campaigns.lifecycle.campaign_service import campaign_template
 from campaigns.lists.suppression import SuppressionReason
 from campaigns.tracking.links import LinkTracker
+from campaigns.tracking.message_pipeline import MessagePipeline
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
 from workers.relays.relay_set import RelaySet, recipient_domain
@@ -60,17 +61,19 @@ class PreparedCampaign:
     """What a worker needs to send a campaign, built once per process and campaign."""
 
     id: int
-    name: str
-    template: CompiledTemplate
-    skeleton: MessageSkeleton
+    pipeline: MessagePipeline
     bounce_domain: str
-    tracker: LinkTracker | None = None
-    """Adds the open pixel and click redirects; None when the campaign is not tracked."""
     relay_names: tuple[str, ...] | None = None
     """The relays the campaign may send through; None means every relay."""
 
     @classmethod
-    def load(cls, database: Database, campaign_id: int, settings: Settings) -> PreparedCampaign:
+    def load(
+        cls,
+        database: Database,
+        campaign_id: int,
+        settings: Settings,
+        signer: DkimSigner | None = None,
+    ) -> PreparedCampaign:
         with database.session() as session:
             campaign = session.get(Campaign, campaign_id)
             if campaign is None:
@@ -80,20 +83,29 @@ class PreparedCampaign:
                 campaign_uuid=campaign.uuid,
                 message_id_tag=message_id_tagger(settings.secret),
             )
-            return cls(
-                id=campaign.id,
-                name=campaign.name,
-                template=CompiledTemplate(campaign_template(campaign)),
-                skeleton=skeleton,
-                bounce_domain=settings.bounce_domain or skeleton.sender_domain,
-                tracker=LinkTracker(
+            tracker = (
+                LinkTracker(
                     database=database,
                     campaign_id=campaign.id,
                     base_url=settings.base_url,
                     secret=settings.secret,
                 )
                 if campaign.tracking
-                else None,
+                else None
+            )
+            pipeline = MessagePipeline(
+                campaign_name=campaign.name,
+                template=CompiledTemplate(campaign_template(campaign)),
+                skeleton=skeleton,
+                base_url=settings.base_url,
+                secret=settings.secret,
+                tracker=tracker,
+                signer=signer,
+            )
+            return cls(
+                id=campaign.id,
+                pipeline=pipeline,
+                bounce_domain=settings.bounce_domain or skeleton.sender_domain,
                 relay_names=tuple(campaign.relays) if campaign.relays else None,
             )
 
@@ -124,7 +136,7 @@ class DeliveryContext:
         # A scheduled campaign's template and sender never change, so the cache needs no expiry.
         if campaign_id not in self.campaigns:
             self.campaigns[campaign_id] = PreparedCampaign.load(
-                self.database, campaign_id, self.settings
+                self.database, campaign_id, self.settings, self.signer
             )
         return self.campaigns[campaign_id]
 
@@ -247,22 +259,9 @@ async def _deliver_one(
     attempts = job.attempts + 1
     try:
         campaign = context.prepared(job.campaign_id)
-        link = unsubscribe_url(context.settings.base_url, context.settings.secret, job.job_id)
-        rendered = campaign.template.render(
-            render_context(
-                campaign_name=campaign.name,
-                email=job.email,
-                fields=job.fields,
-                unsubscribe_url=link,
-            )
+        message = await campaign.pipeline.message_for(
+            job_id=job.job_id, email=job.email, fields=job.fields
         )
-        if campaign.tracker is not None:
-            rendered = await campaign.tracker.apply(rendered, job_id=job.job_id)
-        message = campaign.skeleton.build(
-            job_id=job.job_id, to_address=job.email, rendered=rendered, unsubscribe_url=link
-        )
-        if context.signer is not None:
-            message = context.signer.sign(message)
     except EdmError as error:
         # Data that cannot be rendered fails this recipient only, with the reason recorded.
         return JobOutcome(

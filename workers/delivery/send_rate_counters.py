@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from campaigns.jobs.job_store import JobOutcome
+from workers.redis_keys import SendRateKeys
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +45,6 @@ end
 redis.call('EXPIRE', KEYS[1], lifetime_s)
 redis.call('EXPIRE', KEYS[2], lifetime_s)
 """
-
-
-@dataclass(frozen=True)
-class SendRateKeys:
-    """Key names under ``namespace`` (the queue name, as the limits use)."""
-
-    namespace: str
-
-    def relays(self, bucket: int) -> str:
-        return f"{self.namespace}:sent:relays:{bucket}"
-
-    def domains(self, bucket: int) -> str:
-        return f"{self.namespace}:sent:domains:{bucket}"
-
-    def scratch(self) -> str:
-        return f"{self.namespace}:sent:union:{uuid.uuid4().hex}"
 
 
 class SendRateCounters:

@@ -6,7 +6,6 @@ limits of a permit in one Lua script; ``AdaptiveSlowdown`` keeps the per-domain 
 """
 
 from workers.rate_limits.adaptive import AdaptivePolicy, AdaptiveSlowdown
-from workers.rate_limits.keys import LimitKeys
 from workers.rate_limits.limits import (
     ClosedWhileSet,
     Concurrency,
@@ -25,7 +24,6 @@ __all__ = [
     "Concurrency",
     "Denial",
     "Limit",
-    "LimitKeys",
     "Permit",
     "PermitRefused",
     "Quota",

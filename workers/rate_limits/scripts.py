@@ -1,213 +1,25 @@
-"""The Lua scripts that make every check-and-take in Redis atomic.
+"""The Lua scripts that make every check-and-take in Redis atomic, read from ``lua/`` once.
 
 Times are microseconds of Redis's own clock (TIME), so workers on hosts whose clocks disagree
 still share one schedule. Numbers are written with ``%.0f``: Lua's tostring() would print a
 microsecond timestamp as ``1.7e+15`` and lose the precision that matters.
+
+Each script is ``lua/prelude.lua`` (helpers every script shares: Redis runs each script alone,
+with no way to load a library) followed by its own file. The files ship as package data.
 """
 
 from __future__ import annotations
 
-_PRELUDE = """
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+from importlib.resources import files
 
-local function whole(n)
-  return string.format('%.0f', n)
-end
+_LUA = files(__package__) / "lua"
 
--- The slow-down factor of an adaptive key, or nil when it has none (full speed): halved at a
--- penalty, held for hold_us, then raised by recover_per_us each microsecond back to 1.
-local function adaptive_factor(key, now)
-  local state = redis.call('HMGET', key, 'factor', 'at', 'hold_us', 'recover_per_us')
-  if not state[1] then
-    return nil
-  end
-  local since = now - tonumber(state[2]) - tonumber(state[3])
-  local factor = tonumber(state[1]) + tonumber(state[4]) * math.max(0, since)
-  return math.min(1, factor)
-end
-"""
 
-ACQUIRE = (
-    _PRELUDE
-    + """
--- ARGV[1] = token naming this permit's connection slots; ARGV[2] = number of limits; then per
--- limit its kind and fields (see redis_limiter.py). KEYS are consumed in the same order.
--- Every limit is checked first and nothing is written unless all allow: a permit never spends
--- a relay's token while the domain says no, nor holds a connection slot while waiting.
--- Returns {1, now_us, 0, taken} when taken (taken: how many limits counted the permit, 0 when
--- none applied), else {0, wait_us, index}: wait_us of the limit that frees last (-1: a
--- connection slot, whose release time nobody knows), index its position.
-local now = now_us()
-local token = ARGV[1]
-local count = tonumber(ARGV[2])
-local arg, key = 3, 1
-local commits = {}
-local wait, denied_by = 0, 0
+def _script(name: str) -> str:
+    return (_LUA / "prelude.lua").read_text("utf-8") + "\n" + (_LUA / name).read_text("utf-8")
 
-local function next_arg()
-  arg = arg + 1
-  return ARGV[arg - 1]
-end
-local function next_key()
-  key = key + 1
-  return KEYS[key - 1]
-end
-local function deny(index, wait_us)
-  if denied_by == 0 or wait_us > wait then
-    wait, denied_by = wait_us, index
-  end
-end
 
-for index = 1, count do
-  local kind = next_arg()
-  if kind == 'closed' then
-    local k = next_key()
-    local ttl_ms = redis.call('PTTL', k)
-    if ttl_ms > 0 then
-      deny(index, ttl_ms * 1000)
-    elseif ttl_ms == -1 then
-      deny(index, -1)
-    end
-  elseif kind == 'rate' then
-    local k = next_key()
-    local per_second = tonumber(next_arg())
-    local burst = tonumber(next_arg())
-    local adaptive = next_arg()
-    local applies = true
-    if adaptive ~= 'none' then
-      local factor = adaptive_factor(next_key(), now)
-      if factor == nil then
-        applies = adaptive == 'always'
-      else
-        per_second = per_second * factor
-      end
-    end
-    if applies then
-      local interval = 1000000 / per_second
-      local tat = tonumber(redis.call('GET', k) or now)
-      local new_tat = math.max(tat, now) + interval
-      local allow_at = new_tat - burst * interval
-      if allow_at > now then
-        deny(index, allow_at - now)
-      else
-        commits[#commits + 1] = {'rate', k, new_tat}
-      end
-    end
-  elseif kind == 'quota' then
-    local k = next_key()
-    local limit = tonumber(next_arg())
-    local bucket_us = tonumber(next_arg())
-    local buckets = tonumber(next_arg())
-    local current = math.floor(now / bucket_us)
-    -- One bucket more than the window holds: the oldest is partly outside, and counting it
-    -- whole keeps any rolling window of that length at or under the limit.
-    local first = current - buckets
-    local fields = redis.call('HGETALL', k)
-    local total, oldest, stale = 0, nil, {}
-    for i = 1, #fields, 2 do
-      local bucket = tonumber(fields[i])
-      if bucket < first then
-        stale[#stale + 1] = fields[i]
-      else
-        total = total + tonumber(fields[i + 1])
-        if oldest == nil or bucket < oldest then
-          oldest = bucket
-        end
-      end
-    end
-    if #stale > 0 then
-      redis.call('HDEL', k, unpack(stale))
-    end
-    if total + 1 > limit then
-      deny(index, (oldest + buckets + 1) * bucket_us - now)
-    else
-      commits[#commits + 1] = {'quota', k, current, bucket_us * (buckets + 2)}
-    end
-  elseif kind == 'slots' then
-    local k = next_key()
-    local limit = tonumber(next_arg())
-    local hold_us = tonumber(next_arg())
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-    if redis.call('ZCARD', k) >= limit then
-      deny(index, -1)
-    else
-      commits[#commits + 1] = {'slots', k, now + hold_us, hold_us}
-    end
-  else
-    return redis.error_reply('unknown limit kind ' .. tostring(kind))
-  end
-end
-
-if denied_by > 0 then
-  return {0, whole(wait), denied_by}
-end
-for _, c in ipairs(commits) do
-  if c[1] == 'rate' then
-    redis.call('SET', c[2], whole(c[3]), 'PX', math.ceil((c[3] - now) / 1000) + 1)
-  elseif c[1] == 'quota' then
-    redis.call('HINCRBY', c[2], whole(c[3]), 1)
-    redis.call('PEXPIRE', c[2], math.ceil(c[4] / 1000))
-  else
-    redis.call('ZADD', c[2], whole(c[3]), token)
-    redis.call('PEXPIRE', c[2], math.ceil(c[4] / 1000) + 1000)
-  end
-end
-return {1, whole(now), 0, #commits}
-"""
-)
-
-RENEW_SLOTS = (
-    _PRELUDE
-    + """
--- KEYS: slot sets this permit holds; ARGV[1] = its token, ARGV[2] = hold_us.
--- XX: a slot that already expired (the holder stalled) is not taken back behind others' backs.
-local now = now_us()
-for _, k in ipairs(KEYS) do
-  redis.call('ZADD', k, 'XX', whole(now + tonumber(ARGV[2])), ARGV[1])
-end
-return 1
-"""
-)
-
-SLOW_DOWN = (
-    _PRELUDE
-    + """
--- KEYS[1] = adaptive key; ARGV = min_factor, hold_us, recover_per_us, quiet_us.
--- Halves the current factor, unless it was halved less than quiet_us ago: the replies to the
--- messages that were in flight when the receiver started refusing are one signal, not many.
-local now = now_us()
-local min_factor = tonumber(ARGV[1])
-local hold_us = tonumber(ARGV[2])
-local recover_per_us = tonumber(ARGV[3])
-local quiet_us = tonumber(ARGV[4])
-local current = adaptive_factor(KEYS[1], now)
-local last = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
-if current ~= nil and now - last < quiet_us then
-  return tostring(current)
-end
-local factor = math.max(min_factor, (current or 1) / 2)
-redis.call('HSET', KEYS[1], 'factor', tostring(factor), 'at', whole(now),
-  'hold_us', whole(hold_us), 'recover_per_us', tostring(recover_per_us))
--- Gone once fully recovered: no state means full speed.
-local recovered_us = hold_us + (1 - factor) / recover_per_us
-redis.call('PEXPIRE', KEYS[1], math.ceil(recovered_us / 1000) + 1000)
-return tostring(factor)
-"""
-)
-
-FACTORS = (
-    _PRELUDE
-    + """
--- KEYS: adaptive keys. Returns each one's factor as a string, '' for none (full speed).
-local now = now_us()
-local factors = {}
-for i, k in ipairs(KEYS) do
-  local factor = adaptive_factor(k, now)
-  factors[i] = factor and tostring(factor) or ''
-end
-return factors
-"""
-)
+ACQUIRE = _script("acquire.lua")
+RENEW_SLOTS = _script("renew_slots.lua")
+SLOW_DOWN = _script("slow_down.lua")
+FACTORS = _script("factors.lua")

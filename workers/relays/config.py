@@ -81,7 +81,7 @@ def load_relay_config(settings: Settings) -> RelaySetConfig:
         domain_limits=_domain_limits(extra.get("domain_limits", {})),
         adaptive=_adaptive(extra.get("adaptive", {})),
         relay_cooloff_s=_positive("EDM_RELAY_COOLOFF_S", settings.relay_cooloff_s),
-        namespace=settings.queue_name,
+        namespace=settings.redis_namespace,
     )
 
 

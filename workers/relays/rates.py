@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from workers.rate_limits import AdaptiveSlowdown, LimitKeys, Quota
+from workers.rate_limits import AdaptiveSlowdown, Quota
+from workers.redis_keys import LimitKeys
 from workers.relays.config import ANY_OTHER_DOMAIN, RelayConfig, RelaySetConfig
 from workers.relays.relay_set import DAY_S, HOUR_S
 

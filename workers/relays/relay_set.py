@@ -26,7 +26,6 @@ from workers.rate_limits import (
     Concurrency,
     Denial,
     Limit,
-    LimitKeys,
     PermitRefused,
     Quota,
     Rate,
@@ -34,6 +33,7 @@ from workers.rate_limits import (
     RedisRateLimiter,
     default_burst,
 )
+from workers.redis_keys import LimitKeys
 from workers.relays.config import RelayConfig, RelaySetConfig
 from workers.smtp.pool import BeforePayload, SendOutcome, SendOutcomeKind, SmtpPool
 
