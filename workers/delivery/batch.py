@@ -305,7 +305,7 @@ def _outcome(
     first_attempt_at: datetime,
 ) -> JobOutcome:
     now = utc_now()
-    common = {
+    common: dict[str, Any] = {
         "job_id": job.job_id,
         "code": result.code,
         "status": result.status,
