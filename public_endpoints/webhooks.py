@@ -54,7 +54,20 @@ def webhook_router(
     confirm = confirm_subscription or _visit
     topic_arns = {arn.strip() for arn in settings.ses_topic_arns.split(",") if arn.strip()}
     router = APIRouter(prefix="/webhooks")
+    _add_ses_route(router, intake, topic_arns, certificates, confirm)
+    _add_sendgrid_route(router, intake, settings)
+    _add_mailgun_route(router, intake, settings)
+    _add_postmark_route(router, intake, settings)
+    return router
 
+
+def _add_ses_route(
+    router: APIRouter,
+    intake: BounceIntake,
+    topic_arns: set[str],
+    certificates: CachedCertificates,
+    confirm: SubscriptionConfirmer,
+) -> None:
     @router.post("/ses")
     async def ses(request: Request) -> JSONResponse:
         if not topic_arns:
@@ -81,6 +94,8 @@ def webhook_router(
             return _answer(200, "ignored: no SES notification inside")
         return await _record(intake, providers.ses_events(notification), authenticated=True)
 
+
+def _add_sendgrid_route(router: APIRouter, intake: BounceIntake, settings: Settings) -> None:
     @router.post("/sendgrid")
     async def sendgrid(request: Request) -> JSONResponse:
         body = await request.body()
@@ -97,6 +112,8 @@ def webhook_router(
         events = providers.sendgrid_events(providers.parse_json(body))
         return await _record(intake, events, authenticated=bool(key))
 
+
+def _add_mailgun_route(router: APIRouter, intake: BounceIntake, settings: Settings) -> None:
     @router.post("/mailgun")
     async def mailgun(request: Request) -> JSONResponse:
         if not settings.mailgun_signing_key:
@@ -116,6 +133,8 @@ def webhook_router(
             return _refused("mailgun", 403, problem)
         return await _record(intake, providers.mailgun_events(payload), authenticated=True)
 
+
+def _add_postmark_route(router: APIRouter, intake: BounceIntake, settings: Settings) -> None:
     @router.post("/postmark")
     async def postmark(request: Request) -> JSONResponse:
         if not (settings.postmark_webhook_auth or settings.postmark_webhook_token):
@@ -132,8 +151,6 @@ def webhook_router(
         if not isinstance(payload, dict):
             return _answer(400, "expected a Postmark webhook payload")
         return await _record(intake, providers.postmark_events(payload), authenticated=True)
-
-    return router
 
 
 async def _record(
