@@ -15,6 +15,26 @@ def _verdict(ok: bool) -> str:
 
 
 def print_report(results: dict[str, Any]) -> None:
+    _print_setup(results)
+    ceiling = results.get("ceiling")
+    naive = results.get("naive")
+    projects = results.get("project", [])
+    rows = _throughput_rows(results)
+    if rows:
+        print()
+        _table(("measurement", "messages", "seconds", "msg/s", "notes"), rows)
+
+    _print_cpu(projects, naive)
+
+    if projects and (naive or ceiling):
+        _print_ratios_and_goals(projects, naive, ceiling)
+
+    million = results.get("million")
+    if million:
+        _print_large_list(million)
+
+
+def _print_setup(results: dict[str, Any]) -> None:
     print()
     print(
         f"Benchmark {results['started_at']}  ({results['machine']['cpus']} CPUs, "
@@ -30,6 +50,9 @@ def print_report(results: dict[str, Any]) -> None:
     )
     if results.get("settings_overrides"):
         print(f"settings: {results['settings_overrides']}")
+
+
+def _throughput_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     rows: list[tuple[str, str, str, str, str]] = []
     ceiling = results.get("ceiling")
     naive = results.get("naive")
@@ -62,97 +85,96 @@ def print_report(results: dict[str, Any]) -> None:
                 f"sink got {naive['sink_received']:,}",
             )
         )
-    if rows:
-        print()
-        _table(("measurement", "messages", "seconds", "msg/s", "notes"), rows)
+    return rows
 
-    _print_cpu(projects, naive)
 
-    if projects and (naive or ceiling):
-        print()
-        _warn_about_neighbours(projects, naive)
-        ratio_rows = []
-        for project in projects:
-            rate = project["messages_per_s"]
-            vs_naive = f"{rate / naive['messages_per_s']:.2f}x" if naive else "-"
-            vs_ceiling = f"{rate / ceiling['messages_per_s']:.3f}" if ceiling else "-"
-            ratio_rows.append((f"project {project['workers']}", vs_naive, vs_ceiling))
-        _table(("", "project / naive", "project / ceiling"), ratio_rows)
-        best = max(project["messages_per_s"] for project in projects)
-        print()
-        if naive:
-            ratio = best / naive["messages_per_s"]
-            print(
-                f"goal    project >= {GOAL_VS_NAIVE:g}x naive:      {ratio:.2f}x  "
-                f"{_verdict(ratio >= GOAL_VS_NAIVE)}"
-            )
-        if naive and naive.get("cpu") and all(project.get("cpu") for project in projects):
-            leanest = min(project["cpu"]["measured_ms_per_message"] for project in projects)
-            ratio = naive["cpu"]["measured_ms_per_message"] / leanest
-            print(
-                f"        CPU per message, naive / project: {ratio:.2f}x  "
-                "(less sensitive to load than msg/s)"
-            )
-        if ceiling:
-            ratio = best / ceiling["messages_per_s"]
-            print(
-                f"stretch project >= 1/3 of ceiling:  {ratio:.3f}  "
-                f"{_verdict(ratio >= STRETCH_VS_CEILING)}"
-            )
-
-    million = results.get("million")
-    if million:
-        print()
-        imported = million["import"]
-        schedule = million["schedule"]
-        rows = [
-            (
-                "import (edm lists import, own process)",
-                f"{imported['rows']:,} rows",
-                f"{imported['seconds']:.1f}",
-                f"{imported['rows_per_s']:,.0f} rows/s",
-                f"peak RSS {imported['peak_rss_mb']:,.0f} MB, CPU "
-                f"{imported['user_cpu_s'] + imported['system_cpu_s']:.1f} s "
-                f"({imported['rows_per_cpu_s']:,.0f} rows per CPU s), machine "
-                f"{imported['machine_busy_percent']:.0f}% busy",
-            ),
-            (
-                "create jobs (schedule_campaign)",
-                f"{schedule['jobs']:,} jobs",
-                f"{schedule['seconds']:.1f}",
-                f"{schedule['jobs_per_s']:,.0f} jobs/s",
-                "template check on every recipient + INSERT ... SELECT",
-            ),
-        ]
-        for key, label in (
-            ("dispatch_counting", "dispatch, publish only counts"),
-            ("dispatch_redis", "dispatch, Celery send_task to Redis"),
-        ):
-            dispatch = million[key]
-            rows.append(
-                (
-                    label,
-                    f"{dispatch['jobs']:,} jobs",
-                    f"{dispatch['seconds']:.1f}",
-                    f"{dispatch['jobs_per_s']:,.0f} jobs/s",
-                    f"{dispatch['passes']} passes, mean {dispatch['mean_pass_s'] * 1000:.0f} ms "
-                    f"(first 10 {dispatch['first_passes_mean_s'] * 1000:.0f} ms, last 10 "
-                    f"{dispatch['last_passes_mean_s'] * 1000:.0f} ms), slowest "
-                    f"{dispatch['slowest_pass_s'] * 1000:.0f} ms",
-                )
-            )
-        _table(("large list", "count", "seconds", "rate", "notes"), rows)
-        print()
-        fast = imported["rows_per_s"] >= GOAL_IMPORT_ROWS_PER_S
-        small = imported["peak_rss_mb"] < GOAL_IMPORT_PEAK_RSS_MB
+def _print_ratios_and_goals(
+    projects: list[dict[str, Any]], naive: dict[str, Any] | None, ceiling: dict[str, Any] | None
+) -> None:
+    print()
+    _warn_about_neighbours(projects, naive)
+    ratio_rows = []
+    for project in projects:
+        rate = project["messages_per_s"]
+        vs_naive = f"{rate / naive['messages_per_s']:.2f}x" if naive else "-"
+        vs_ceiling = f"{rate / ceiling['messages_per_s']:.3f}" if ceiling else "-"
+        ratio_rows.append((f"project {project['workers']}", vs_naive, vs_ceiling))
+    _table(("", "project / naive", "project / ceiling"), ratio_rows)
+    best = max(project["messages_per_s"] for project in projects)
+    print()
+    if naive:
+        ratio = best / naive["messages_per_s"]
         print(
-            f"goal    import >= {GOAL_IMPORT_ROWS_PER_S:,} rows/s: "
-            f"{imported['rows_per_s']:,.0f}  {_verdict(fast)}"
+            f"goal    project >= {GOAL_VS_NAIVE:g}x naive:      {ratio:.2f}x  "
+            f"{_verdict(ratio >= GOAL_VS_NAIVE)}"
         )
+    if naive and naive.get("cpu") and all(project.get("cpu") for project in projects):
+        leanest = min(project["cpu"]["measured_ms_per_message"] for project in projects)
+        ratio = naive["cpu"]["measured_ms_per_message"] / leanest
         print(
-            f"goal    import peak RSS < {GOAL_IMPORT_PEAK_RSS_MB} MB:  "
-            f"{imported['peak_rss_mb']:,.0f} MB  {_verdict(small)}"
+            f"        CPU per message, naive / project: {ratio:.2f}x  "
+            "(less sensitive to load than msg/s)"
         )
+    if ceiling:
+        ratio = best / ceiling["messages_per_s"]
+        print(
+            f"stretch project >= 1/3 of ceiling:  {ratio:.3f}  "
+            f"{_verdict(ratio >= STRETCH_VS_CEILING)}"
+        )
+
+
+def _print_large_list(million: dict[str, Any]) -> None:
+    print()
+    imported = million["import"]
+    schedule = million["schedule"]
+    rows = [
+        (
+            "import (edm lists import, own process)",
+            f"{imported['rows']:,} rows",
+            f"{imported['seconds']:.1f}",
+            f"{imported['rows_per_s']:,.0f} rows/s",
+            f"peak RSS {imported['peak_rss_mb']:,.0f} MB, CPU "
+            f"{imported['user_cpu_s'] + imported['system_cpu_s']:.1f} s "
+            f"({imported['rows_per_cpu_s']:,.0f} rows per CPU s), machine "
+            f"{imported['machine_busy_percent']:.0f}% busy",
+        ),
+        (
+            "create jobs (schedule_campaign)",
+            f"{schedule['jobs']:,} jobs",
+            f"{schedule['seconds']:.1f}",
+            f"{schedule['jobs_per_s']:,.0f} jobs/s",
+            "template check on every recipient + INSERT ... SELECT",
+        ),
+    ]
+    for key, label in (
+        ("dispatch_counting", "dispatch, publish only counts"),
+        ("dispatch_redis", "dispatch, Celery send_task to Redis"),
+    ):
+        dispatch = million[key]
+        rows.append(
+            (
+                label,
+                f"{dispatch['jobs']:,} jobs",
+                f"{dispatch['seconds']:.1f}",
+                f"{dispatch['jobs_per_s']:,.0f} jobs/s",
+                f"{dispatch['passes']} passes, mean {dispatch['mean_pass_s'] * 1000:.0f} ms "
+                f"(first 10 {dispatch['first_passes_mean_s'] * 1000:.0f} ms, last 10 "
+                f"{dispatch['last_passes_mean_s'] * 1000:.0f} ms), slowest "
+                f"{dispatch['slowest_pass_s'] * 1000:.0f} ms",
+            )
+        )
+    _table(("large list", "count", "seconds", "rate", "notes"), rows)
+    print()
+    fast = imported["rows_per_s"] >= GOAL_IMPORT_ROWS_PER_S
+    small = imported["peak_rss_mb"] < GOAL_IMPORT_PEAK_RSS_MB
+    print(
+        f"goal    import >= {GOAL_IMPORT_ROWS_PER_S:,} rows/s: "
+        f"{imported['rows_per_s']:,.0f}  {_verdict(fast)}"
+    )
+    print(
+        f"goal    import peak RSS < {GOAL_IMPORT_PEAK_RSS_MB} MB:  "
+        f"{imported['peak_rss_mb']:,.0f} MB  {_verdict(small)}"
+    )
 
 
 NEIGHBOUR_SHARE_WARNING = 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 from datetime import datetime
 from typing import Annotated, Any
@@ -39,7 +40,8 @@ class ImportOut(BaseModel):
     error: str | None
     counts: dict[str, int] | None
     """imported, updated, duplicates, rejected, suppressed (once done)"""
-    rejected_rows: list[dict[str, Any]]
+    # builtins: the field ``list`` above shadows the type inside this class.
+    rejected_rows: builtins.list[dict[str, Any]]
     """The first rejected rows, each with line and reason; all of them: rejected.csv"""
     created_at: datetime
     finished_at: datetime | None

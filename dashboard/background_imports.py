@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from campaigns.core.errors import EdmError, InputError, NotFound
 from campaigns.core.models import ImportTask, utc_now
 from campaigns.core.private_files import create_private_file, make_private_directory
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.lists.importer import import_recipients
 from dashboard.file_progress import bytes_read
 
@@ -78,7 +78,7 @@ class BackgroundImports:
                 .where(ImportTask.state.in_((ImportState.QUEUED, ImportState.RUNNING)))
                 .values(state=ImportState.FAILED, error=INTERRUPTED, finished_at=utc_now())
             )
-            return result.rowcount
+            return rows_matched(result)
 
     def submit(
         self,

@@ -5,7 +5,7 @@ Values are numbers and labels are escaped, so the markup is safe to put in a pag
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from html import escape
 
@@ -52,7 +52,7 @@ def sends_chart(buckets: Sequence[Bucket], *, max_bars: int = 60, min_bars: int 
     return _svg("Messages sent per minute", parts)
 
 
-def events_chart(series: dict[str, Sequence[Bucket]], *, max_points: int = 72) -> Markup:
+def events_chart(series: Mapping[str, Sequence[Bucket]], *, max_points: int = 72) -> Markup:
     """Lines of opens and clicks per hour over the hours that had any."""
     moments = sorted({bucket.start for buckets in series.values() for bucket in buckets})
     if not moments:

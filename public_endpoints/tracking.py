@@ -46,7 +46,12 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
     """The routes of ``campaigns.tracking.routes`` (open pixel, click, unsubscribe), on
     ``database``; ``secret`` is the key that signed the tokens (``Settings.secret``)."""
     router = APIRouter()
+    _add_pixel_and_click_routes(router, database, secret)
+    _add_unsubscribe_routes(router, database, secret)
+    return router
 
+
+def _add_pixel_and_click_routes(router: APIRouter, database: Database, secret: bytes) -> None:
     @router.get(OPEN_PIXEL_PATH, include_in_schema=False)
     def open_pixel(token: str, request: Request) -> Response:
         job_id = verify_job_token(secret, TokenPurpose.OPEN, token)
@@ -69,6 +74,8 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
             return _no_job("click", job_id)
         return RedirectResponse(url, status_code=302, headers=_PRIVATE)
 
+
+def _add_unsubscribe_routes(router: APIRouter, database: Database, secret: bytes) -> None:
     @router.get(UNSUBSCRIBE_PATH, include_in_schema=False)
     def unsubscribe_confirmation(token: str) -> Response:
         job_id = verify_job_token(secret, TokenPurpose.UNSUBSCRIBE, token)
@@ -95,8 +102,6 @@ def tracking_router(database: Database, secret: bytes) -> APIRouter:
             log.info("job %d unsubscribed (%s)", job_id, how)
         # 200 with a page, never a redirect: a one-click POST is not followed by a browser.
         return HTMLResponse(unsubscribed_page(), headers=_PRIVATE)
-
-    return router
 
 
 async def _body_start(request: Request) -> bytes:

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -62,108 +63,130 @@ def webhook_router(
     (tests serve their own certificate from them); ``clock`` gives the time in Unix seconds
     that signed timestamps are compared with.
     """
-    intake = BounceIntake.from_settings(settings, database)
-    certificates = SnsCertificates(certificate_fetcher)
-    mailgun_tokens = SeenTokens()
-    max_bytes = settings.webhook_max_bytes
-    confirm = confirm_subscription or _visit
-    topic_arns = {arn.strip() for arn in settings.ses_topic_arns.split(",") if arn.strip()}
+    handlers = _WebhookHandlers(
+        settings=settings,
+        intake=BounceIntake.from_settings(settings, database),
+        certificates=SnsCertificates(certificate_fetcher),
+        mailgun_tokens=SeenTokens(),
+        confirm=confirm_subscription or _visit,
+        clock=clock,
+    )
     router = APIRouter(prefix="/webhooks")
+    router.post("/ses")(handlers.ses)
+    router.post("/sendgrid")(handlers.sendgrid)
+    router.post("/mailgun")(handlers.mailgun)
+    router.post("/postmark")(handlers.postmark)
+    return router
 
-    @router.post("/ses")
-    async def ses(request: Request) -> JSONResponse:
-        if not topic_arns:
+
+@dataclass
+class _WebhookHandlers:
+    """One handler per provider, sharing the intake, the SNS certificates and the Mailgun
+    tokens seen lately."""
+
+    settings: Settings
+    intake: BounceIntake
+    certificates: SnsCertificates
+    mailgun_tokens: SeenTokens
+    confirm: SubscriptionConfirmer
+    clock: Callable[[], float]
+
+    @property
+    def max_bytes(self) -> int:
+        return self.settings.webhook_max_bytes
+
+    @property
+    def topic_arns(self) -> set[str]:
+        return {arn.strip() for arn in self.settings.ses_topic_arns.split(",") if arn.strip()}
+
+    async def ses(self, request: Request) -> JSONResponse:
+        if not self.topic_arns:
             return _answer(404, "SES webhook not configured (EDM_SES_TOPIC_ARNS)")
-        body = await _body(request, max_bytes)
+        body = await _body(request, self.max_bytes)
         if body is None:
-            return _too_large("ses", f"the body is over {max_bytes} bytes")
+            return _too_large("ses", f"the body is over {self.max_bytes} bytes")
         message = providers.parse_json(body)
         if not isinstance(message, dict):
             return _answer(400, "expected an SNS message")
-        problem = await run_in_threadpool(sns_signature_problem, message, certificates)
-        problem = problem or timestamp_problem(str(message.get("Timestamp", "")), clock())
+        problem = await run_in_threadpool(sns_signature_problem, message, self.certificates)
+        problem = problem or timestamp_problem(str(message.get("Timestamp", "")), self.clock())
         if problem is not None:
             return _refused("ses", 403, problem)
-        if message.get("TopicArn") not in topic_arns:
+        if message.get("TopicArn") not in self.topic_arns:
             return _refused("ses", 403, f"topic {message.get('TopicArn')!r} is not configured")
         if message.get("Type") == "SubscriptionConfirmation":
             url = str(message.get("SubscribeURL", ""))
             if not is_sns_url(url):
                 return _refused("ses", 403, "SubscribeURL is not on an SNS host")
-            await run_in_threadpool(confirm, url)
+            await run_in_threadpool(self.confirm, url)
             log.info("confirmed the SNS subscription to %s", message.get("TopicArn"))
             return _answer(200, "subscribed")
         notification = providers.parse_json(str(message.get("Message", "")).encode())
         if message.get("Type") != "Notification" or not isinstance(notification, dict):
             return JSONResponse(RECEIVED)
-        return await _record(intake, "ses", providers.ses_events(notification))
+        return await _record(self.intake, "ses", providers.ses_events(notification))
 
-    @router.post("/sendgrid")
-    async def sendgrid(request: Request) -> JSONResponse:
-        key = settings.sendgrid_webhook_public_key
+    async def sendgrid(self, request: Request) -> JSONResponse:
+        key = self.settings.sendgrid_webhook_public_key
         if not key:
             return _answer(404, "SendGrid webhook not configured (EDM_SENDGRID_WEBHOOK_PUBLIC_KEY)")
-        body = await _body(request, max_bytes)
+        body = await _body(request, self.max_bytes)
         if body is None:
-            return _too_large("sendgrid", f"the body is over {max_bytes} bytes")
+            return _too_large("sendgrid", f"the body is over {self.max_bytes} bytes")
         timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
         problem = sendgrid_signature_problem(
             key,
             body,
             request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
             timestamp,
-        ) or timestamp_problem(timestamp, clock())
+        ) or timestamp_problem(timestamp, self.clock())
         if problem is not None:
             return _refused("sendgrid", 403, problem)
         payload = providers.parse_json(body)
         if isinstance(payload, list) and len(payload) > MAX_EVENTS_PER_CALL:
             return _too_many("sendgrid", len(payload))
-        return await _record(intake, "sendgrid", providers.sendgrid_events(payload))
+        return await _record(self.intake, "sendgrid", providers.sendgrid_events(payload))
 
-    @router.post("/mailgun")
-    async def mailgun(request: Request) -> JSONResponse:
-        if not settings.mailgun_signing_key:
+    async def mailgun(self, request: Request) -> JSONResponse:
+        if not self.settings.mailgun_signing_key:
             return _answer(404, "Mailgun webhook not configured (EDM_MAILGUN_SIGNING_KEY)")
-        body = await _body(request, max_bytes)
+        body = await _body(request, self.max_bytes)
         if body is None:
-            return _too_large("mailgun", f"the body is over {max_bytes} bytes")
+            return _too_large("mailgun", f"the body is over {self.max_bytes} bytes")
         payload = providers.parse_json(body)
         if not isinstance(payload, dict):
             return _answer(400, "expected a Mailgun webhook payload")
         signature = payload.get("signature")
         signature = signature if isinstance(signature, dict) else {}
         timestamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
-        now_s = clock()
+        now_s = self.clock()
         problem = mailgun_signature_problem(
-            settings.mailgun_signing_key, timestamp, token, str(signature.get("signature", ""))
+            self.settings.mailgun_signing_key, timestamp, token, str(signature.get("signature", ""))
         ) or timestamp_problem(timestamp, now_s)
-        if problem is None and not mailgun_tokens.first_use(token, now_s):
+        if problem is None and not self.mailgun_tokens.first_use(token, now_s):
             problem = "the token was used before (a replayed call)"
         if problem is not None:
             return _refused("mailgun", 403, problem)
-        return await _record(intake, "mailgun", providers.mailgun_events(payload))
+        return await _record(self.intake, "mailgun", providers.mailgun_events(payload))
 
-    @router.post("/postmark")
-    async def postmark(request: Request) -> JSONResponse:
-        if not (settings.postmark_webhook_auth or settings.postmark_webhook_token):
+    async def postmark(self, request: Request) -> JSONResponse:
+        if not (self.settings.postmark_webhook_auth or self.settings.postmark_webhook_token):
             return _answer(404, "Postmark webhook not configured (EDM_POSTMARK_WEBHOOK_*)")
         problem = postmark_auth_problem(
-            basic_auth=settings.postmark_webhook_auth,
-            token=settings.postmark_webhook_token,
+            basic_auth=self.settings.postmark_webhook_auth,
+            token=self.settings.postmark_webhook_token,
             authorization=request.headers.get("Authorization", ""),
             given_token=request.query_params.get("token", ""),
         )
         if problem is not None:
             return _refused("postmark", 401, problem)
-        body = await _body(request, max_bytes)
+        body = await _body(request, self.max_bytes)
         if body is None:
-            return _too_large("postmark", f"the body is over {max_bytes} bytes")
+            return _too_large("postmark", f"the body is over {self.max_bytes} bytes")
         payload = providers.parse_json(body)
         if not isinstance(payload, dict):
             return _answer(400, "expected a Postmark webhook payload")
-        return await _record(intake, "postmark", providers.postmark_events(payload))
-
-    return router
+        return await _record(self.intake, "postmark", providers.postmark_events(payload))
 
 
 async def _body(request: Request, max_bytes: int) -> bytes | None:

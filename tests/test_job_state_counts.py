@@ -238,7 +238,6 @@ def test_many_writers_at_once_end_with_exact_counts_and_no_deadlock(database: Da
     read adds up to the campaign's size. Counter rows shared by the writers would deadlock."""
     writers, jobs_per_writer, transactions = 4, 60, 25
     campaign_id, job_ids = campaign_with_jobs(database, writers * jobs_per_writer)
-    states = [str(state) for state in JobState]
     start = threading.Barrier(writers + 2)
     writing = threading.Event()
     writing.set()
@@ -246,25 +245,8 @@ def test_many_writers_at_once_end_with_exact_counts_and_no_deadlock(database: Da
     reads: list[int] = []
 
     def write(own: list[int], seed: int) -> None:
-        chooser = random.Random(seed)
         start.wait()
-        for _ in range(transactions):
-            with database.session() as session:
-                for _ in range(chooser.randint(2, 5)):
-                    chosen = chooser.sample(own, chooser.randint(1, 15))
-                    if chooser.random() < 0.5:
-                        # One statement for many jobs, as a claim or a cancel does.
-                        session.execute(
-                            update(Job)
-                            .where(Job.id.in_(chosen))
-                            .values(state=chooser.choice(states))
-                        )
-                    else:
-                        # One statement per job, as recording grouped outcomes does.
-                        session.execute(
-                            update(Job),
-                            [{"id": job_id, "state": chooser.choice(states)} for job_id in chosen],
-                        )
+        _change_states_at_random(database, own, seed=seed, transactions=transactions)
 
     def fold() -> None:
         start.wait()
@@ -304,3 +286,26 @@ def test_many_writers_at_once_end_with_exact_counts_and_no_deadlock(database: Da
     assert reads and set(reads) == {writers * jobs_per_writer}
     kept = assert_counts_kept(database, campaign_id)
     assert _folded_totals(database, campaign_id) == kept == counted_by_scan(database, campaign_id)
+
+
+def _change_states_at_random(
+    database: Database, job_ids: list[int], *, seed: int, transactions: int
+) -> None:
+    """Transactions of two to five statements, each giving some of ``job_ids`` random states."""
+    chooser = random.Random(seed)
+    states = [str(state) for state in JobState]
+    for _ in range(transactions):
+        with database.session() as session:
+            for _ in range(chooser.randint(2, 5)):
+                chosen = chooser.sample(job_ids, chooser.randint(1, 15))
+                if chooser.random() < 0.5:
+                    # One statement for many jobs, as a claim or a cancel does.
+                    session.execute(
+                        update(Job).where(Job.id.in_(chosen)).values(state=chooser.choice(states))
+                    )
+                else:
+                    # One statement per job, as recording grouped outcomes does.
+                    session.execute(
+                        update(Job),
+                        [{"id": job_id, "state": chooser.choice(states)} for job_id in chosen],
+                    )

@@ -45,7 +45,7 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
         )
         with _dispatcher_process(enabled=dispatcher):
             # The app was made when this module was imported, maybe before the URL was known.
-            app.conf.broker_url = redis_url
+            app.conf["broker_url"] = redis_url
             app.worker_main(
                 [
                     "worker",

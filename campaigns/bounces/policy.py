@@ -28,6 +28,7 @@ from campaigns.core.events import record_event
 from campaigns.core.models import EventKind, Job, JobEvent, JobState, Recipient, utc_now
 from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.smtp_replies import find_smtp_code
+from campaigns.core.storage import rows_matched
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 BOUNCE_COUNTER = {
@@ -172,7 +173,7 @@ def _mark_bounced(session: Session, job_id: int, feedback: Feedback) -> bool:
             updated_at=utc_now(),
         )
     )
-    return result.rowcount == 1
+    return rows_matched(result) == 1
 
 
 def _recent_soft_bounces(session: Session, email_key: str, since: Any) -> int:

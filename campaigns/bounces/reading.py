@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import TypedDict
 
 from flufl.bounce import all_failures
 
@@ -70,6 +71,15 @@ class MailReading:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class _Clues(TypedDict):
+    """The fields of ``MailReading`` that lead to a job, read from any kind of message."""
+
+    delivered_to: tuple[str, ...]
+    original_return_paths: tuple[str, ...]
+    original_message_ids: tuple[str, ...]
+    original_recipients: tuple[str, ...]
+
+
 def read_mail(raw: bytes) -> MailReading:
     message = parse_message(raw)
     clues = _clues(message)
@@ -123,7 +133,7 @@ def read_mail(raw: bytes) -> MailReading:
     )
 
 
-def _clues(message: Message) -> dict[str, tuple[str, ...]]:
+def _clues(message: Message) -> _Clues:
     delivered_to: list[str] = []
     for name in _DELIVERY_HEADERS:
         delivered_to.extend(header_addresses(message, name))

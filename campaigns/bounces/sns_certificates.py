@@ -96,7 +96,8 @@ class SnsCertificates:
                         break
             if cached is not None:
                 return _certificate_or_raise(url, cached)
-            in_flight.wait(FETCH_TIMEOUT_S * 2)
+            if in_flight is not None:
+                in_flight.wait(FETCH_TIMEOUT_S * 2)
         entry: x509.Certificate | _Failure = _Failure(
             f"{url}: the fetch failed", self._clock() + self._failure_ttl_s
         )

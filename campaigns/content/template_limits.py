@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
@@ -224,7 +224,7 @@ class BoundedSandbox(SandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.globals["range"] = BoundedRange
-        self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
+        self.globals["lipsum"] = _bounded_lipsum(cast(Callable[..., str], self.globals["lipsum"]))
         self.filters.update(_bounded_filters(self.filters))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:

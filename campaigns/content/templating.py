@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from types import GeneratorType, TracebackType
+from typing import Any, cast
 
 import html2text
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
@@ -165,12 +165,17 @@ class _Part:
         chunks: list[str] = []
         written_chars = 0
         try:
-            generator = template.root_render_func(template.new_context(dict(context)))
+            # A generator in fact (Jinja types it as an Iterator): its frame names the line.
+            generator = cast(
+                "GeneratorType[str, None, None]",
+                template.root_render_func(template.new_context(dict(context))),
+            )
             for chunk in generator:
                 written_chars += len(chunk)
                 if written_chars > MAX_OUTPUT_CHARS:
-                    line = template.get_corresponding_lineno(generator.gi_frame.f_lineno)
-                    raise _OutputTooLarge(line)
+                    # A suspended generator has a frame (gi_frame is None only once it ended).
+                    frame_line = generator.gi_frame.f_lineno if generator.gi_frame else 0
+                    raise _OutputTooLarge(template.get_corresponding_lineno(frame_line))
                 chunks.append(chunk)
         except _OutputTooLarge:
             raise

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from campaigns.core.models import CampaignCounter, EventKind, Job, JobEvent, utc_now
-from campaigns.core.storage import Database, conflict_insert
+from campaigns.core.storage import Database, conflict_insert, rows_matched
 
 # The counter named by each event kind, and the one bumped only on a recipient's first such event.
 COUNTER_OF = {
@@ -62,7 +62,7 @@ def record_event(
         result = session.execute(
             update(Job).where(Job.id == job_id, column.is_(None)).values({column.key: occurred_at})
         )
-        first = result.rowcount == 1
+        first = rows_matched(result) == 1
     names = [total, *extra_counters]
     if first and unique:
         names.append(unique)

@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +52,15 @@ def conflict_insert(session: Session, table: Any) -> Any:
     """An INSERT that takes ON CONFLICT clauses, in the dialect of the session's database."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """Rows an UPDATE, DELETE or INSERT statement matched.
+
+    ``Session.execute`` is typed to answer a ``Result``; for a data-changing statement it is
+    always a ``CursorResult``, the one that carries ``rowcount``.
+    """
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Database:
@@ -106,7 +115,7 @@ class Database:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as error:
-            reason = _first_line(error.orig if isinstance(error, DBAPIError) else error)
+            reason = _first_line((error.orig or error) if isinstance(error, DBAPIError) else error)
             raise ServiceUnavailable(f"database {self.engine.url!r}: {reason}") from None
 
     def dispose(self) -> None:

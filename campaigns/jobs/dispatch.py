@@ -21,7 +21,7 @@ from campaigns.core.job_predicates import (
     job_is_ready_to_send,
 )
 from campaigns.core.models import Campaign, CampaignState, Job, JobState, utc_now
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.jobs.job_store import release_expired_leases
 from campaigns.jobs.state_counts import fold_job_state_deltas
 
@@ -79,7 +79,7 @@ class Dispatcher:
                 .where(Campaign.state == CampaignState.SCHEDULED, Campaign.send_at <= now)
                 .values(state=CampaignState.RUNNING, started_at=now)
             )
-            return result.rowcount
+            return rows_matched(result)
 
     def _cancel_leftovers(self) -> None:
         # A job released by a worker after its campaign was cancelled must not wait forever.
@@ -137,4 +137,4 @@ class Dispatcher:
                 .where(Campaign.id.in_(finished), Campaign.state == CampaignState.RUNNING, ~pending)
                 .values(state=CampaignState.COMPLETED, finished_at=now)
             )
-            return result.rowcount
+            return rows_matched(result)

@@ -29,7 +29,7 @@ from campaigns.core.models import (
     utc_now,
 )
 from campaigns.core.reply_classes import ReplyClass, bounce_event_class
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 
@@ -55,7 +55,7 @@ class JobOutcome:
     first_attempt_at: datetime
     next_attempt_at: datetime | None = None
     sent_at: datetime | None = None
-    suppression_reason: str | None = None
+    suppression_reason: SuppressionReason | None = None
     """Set for a hard bounce: the address joins the suppression list with this outcome."""
     relay: str | None = None
     """The relay that gave the verdict; None when no relay was reached. Not stored: it feeds
@@ -235,14 +235,9 @@ def _record_refusals_in(
     insert_new_suppressions(
         session,
         [
-            suppression_row(
-                row.email_key,
-                SuppressionReason(by_job[row.id].suppression_reason),
-                by_job[row.id].reply,
-                now,
-            )
+            suppression_row(row.email_key, SuppressionReason(reason), by_job[row.id].reply, now)
             for row in rows
-            if by_job[row.id].suppression_reason
+            if (reason := by_job[row.id].suppression_reason)
         ],
     )
 
@@ -267,7 +262,7 @@ def release_jobs(database: Database, job_ids: Sequence[int], *, worker_id: str) 
                     updated_at=utc_now(),
                 )
             )
-            released += result.rowcount
+            released += rows_matched(result)
     return released
 
 
@@ -337,7 +332,7 @@ def release_expired_leases(
             update(Job)
             .where(Job.state == JobState.SENDING, expired)
             .values(state=JobState.QUEUED, claimed_by=None, lease_until=None, dispatched_at=None)
-        ).rowcount
+        )
         transmitting = session.execute(
             update(Job)
             .where(Job.state == JobState.TRANSMITTING, expired)
@@ -351,8 +346,8 @@ def release_expired_leases(
                 last_reply=LOST_IN_TRANSMISSION,
                 updated_at=now,
             )
-        ).rowcount
-        return released + transmitting
+        )
+        return rows_matched(released) + rows_matched(transmitting)
 
 
 def campaign_states(database: Database, campaign_ids: Iterable[int]) -> dict[int, str]:

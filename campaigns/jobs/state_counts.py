@@ -18,7 +18,7 @@ from sqlalchemy import Select, bindparam, func, select, text, union_all
 from sqlalchemy.orm import Session
 
 from campaigns.core.models import Job, JobState, JobStateCount, JobStateDelta
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 
 # One statement, one snapshot: the deltas it deletes are exactly the ones it adds, and a reader
 # sees them either here or in the totals, never both or neither. Another folder running at the
@@ -83,7 +83,7 @@ def fold_job_state_deltas(database: Database) -> int:
     if database.engine.dialect.name != "postgresql":
         return 0
     with database.session() as session:
-        return session.execute(_FOLD_POSTGRESQL).rowcount
+        return rows_matched(session.execute(_FOLD_POSTGRESQL))
 
 
 def _summed(*, by_campaign: bool) -> Select[Any]:

@@ -35,7 +35,7 @@ from campaigns.core.models import (
     Suppression,
     utc_now,
 )
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.jobs.state_counts import job_state_counts
 from campaigns.lifecycle.send_times import LocalTimePlan, local_send_times, spread_slots
 from campaigns.tracking.message_pipeline import MessagePipeline
@@ -343,7 +343,7 @@ def cancel_unsent_jobs(database: Database, campaign_id: int) -> int:
             )
             .values(state=JobState.CANCELLED, updated_at=utc_now())
         )
-        return result.rowcount
+        return rows_matched(result)
 
 
 def campaign_status(database: Database, campaign_id: int) -> CampaignStatus:

@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from campaigns.core.batching import chunked
 from campaigns.core.errors import NotFound, StateError
 from campaigns.core.job_predicates import job_state_is
 from campaigns.core.models import Campaign, CampaignState, Job, JobState, Recipient, utc_now
 from campaigns.core.reply_classes import ReplyClass, job_reply_class
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 
 _STREAM_ROWS = 1000
 _RETRIED_STATES = (
@@ -193,7 +194,7 @@ def retry_failures(
 
 
 def _update_jobs(
-    session: Any, job_ids: list[int], *, from_state: str, values: dict[str, Any]
+    session: Session, job_ids: list[int], *, from_state: str, values: dict[str, Any]
 ) -> int:
     updated = 0
     for ids in chunked(job_ids):
@@ -201,7 +202,7 @@ def _update_jobs(
         result = session.execute(
             update(Job).where(Job.id.in_(ids), job_state_is(from_state)).values(**values)
         )
-        updated += result.rowcount
+        updated += rows_matched(result)
     return updated
 
 

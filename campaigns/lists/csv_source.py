@@ -123,7 +123,9 @@ def read_chunks(path: Path, layout: CsvLayout, chunk_rows: int) -> Iterator[CsvC
         parser = _parse(
             path,
             source,
-            lambda: pd.read_csv(
+            # pandas-stubs want a whole file (seek, tell, fileno, readline); the C engine
+            # only reads, which is all this streaming decoder offers.
+            lambda: pd.read_csv(  # type: ignore[call-overload]
                 source,
                 sep=layout.delimiter,
                 engine="c",

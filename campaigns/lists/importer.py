@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -237,6 +237,8 @@ class _RecipientInserter:
     def __init__(self, connection: Connection, now: datetime) -> None:
         dialect = connection.dialect
         table = Recipient.__table__
+        # Declarative types __table__ as any FromClause; a mapped class's own is a Table.
+        assert isinstance(table, Table)
         self._connection = connection
 
         def processor(name: str) -> Callable[[Any], Any]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from campaigns.core.batching import chunked
 from campaigns.core.errors import InputError, NotFound
 from campaigns.core.models import Suppression, utc_now
-from campaigns.core.storage import Database, conflict_insert
+from campaigns.core.storage import Database, conflict_insert, rows_matched
 from campaigns.lists.fields import email_key, normalise_email
 
 MAX_DETAIL_CHARS = 2000
@@ -83,7 +83,7 @@ def remove_suppression(database: Database, address: str) -> None:
         keys.add(email_key(normalise_email(address.strip())))
     with database.session() as session:
         result = session.execute(delete(Suppression).where(Suppression.email_key.in_(keys)))
-        if result.rowcount == 0:
+        if rows_matched(result) == 0:
             raise NotFound(f"{address.strip()!r} is not on the suppression list")
 
 

@@ -30,7 +30,7 @@ from campaigns.core.models import (
     Recipient,
     utc_now,
 )
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 from campaigns.tracking.machine_opens import MachineOpen, image_proxy, machine_open_reason
 
@@ -127,11 +127,13 @@ def unsubscribe(database: Database, job_id: int, *, how: str) -> Unsubscribed | 
         # The conditional UPDATE comes first: it decides "first" atomically between two requests,
         # and on SQLite it takes the write lock before anything is read.
         first = (
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.unsubscribed_at.is_(None))
-                .values(unsubscribed_at=now)
-            ).rowcount
+            rows_matched(
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.unsubscribed_at.is_(None))
+                    .values(unsubscribed_at=now)
+                )
+            )
             == 1
         )
         job = session.execute(

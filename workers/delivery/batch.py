@@ -157,82 +157,33 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     )
     if not claimed:
         return BatchSummary(0, {}, 0, time.monotonic() - started)
-    waiting: deque[ClaimedJob] = deque(claimed)
-    unfinished = {job.job_id for job in claimed}
-    stopped_campaigns: set[int] = set()
+    progress = _BatchProgress(
+        waiting=deque(claimed),
+        unfinished={job.job_id for job in claimed},
+        send_until=started + SEND_WINDOW_S,
+    )
     writer = JobWriter(context.database, context.worker_id, context.send_rate_counters)
-    tally: Counter[str] = Counter()
-
-    send_until = started + SEND_WINDOW_S
-
-    def should_stop(campaign_id: int) -> bool:
-        return campaign_id in stopped_campaigns or time.monotonic() > send_until
-
-    failures: list[Exception] = []
-
-    async def send_next() -> None:
-        while waiting and not failures:
-            job = waiting.popleft()
-            if should_stop(job.campaign_id):
-                continue
-            try:
-                outcome = await _deliver_one(
-                    context,
-                    job,
-                    should_stop=functools.partial(should_stop, job.campaign_id),
-                    before_payload=functools.partial(writer.mark, job.job_id),
-                )
-            except Exception as error:
-                # Start nothing more, but let the other connections finish what they began:
-                # handing back a job whose message is still on the wire would send it twice.
-                failures.append(error)
-                return
-            if outcome is None:
-                continue
-            writer.add(outcome)
-            unfinished.discard(job.job_id)
-            tally[outcome.state] += 1
-
-    async def watch_campaigns() -> None:
-        last_renewal = time.monotonic()
-        campaign_ids = {job.campaign_id for job in claimed}
-        while True:
-            await asyncio.sleep(CAMPAIGN_STATE_POLL_S)
-            try:
-                states = await asyncio.to_thread(campaign_states, context.database, campaign_ids)
-                stopped_campaigns.update(
-                    campaign_id
-                    for campaign_id, state in states.items()
-                    if state != CampaignState.RUNNING
-                )
-                if time.monotonic() - last_renewal > settings.lease_s / 3:
-                    await asyncio.to_thread(
-                        renew_leases,
-                        context.database,
-                        list(unfinished),
-                        worker_id=context.worker_id,
-                        lease_s=settings.lease_s,
-                    )
-                    last_renewal = time.monotonic()
-            except Exception:
-                # One failed look must not end the watching: without renewals the lease runs
-                # out and another worker sends what this batch is still sending.
-                log.exception("checking campaign states or renewing leases failed; retrying")
-
-    watcher = asyncio.create_task(watch_campaigns())
+    campaign_ids = {job.campaign_id for job in claimed}
+    watcher = asyncio.create_task(_watch_campaigns(context, progress, campaign_ids))
     try:
-        senders = [send_next() for _ in range(min(settings.smtp_connections, len(claimed)))]
+        senders = [
+            _send_waiting(context, progress, writer)
+            for _ in range(min(settings.smtp_connections, len(claimed)))
+        ]
         await asyncio.gather(*senders)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         await writer.close()
         released = 0
-        if unfinished:
+        if progress.unfinished:
             released = await asyncio.to_thread(
-                release_jobs, context.database, list(unfinished), worker_id=context.worker_id
+                release_jobs,
+                context.database,
+                list(progress.unfinished),
+                worker_id=context.worker_id,
             )
-    summary = BatchSummary(len(claimed), dict(tally), released, time.monotonic() - started)
+    summary = BatchSummary(len(claimed), dict(progress.tally), released, time.monotonic() - started)
     log.info(
         "batch: claimed %d, outcomes %s, released %d, %.2f s",
         summary.claimed,
@@ -240,9 +191,83 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
         summary.released,
         summary.elapsed_s,
     )
-    if failures:
-        raise failures[0]
+    if progress.failures:
+        raise progress.failures[0]
     return summary
+
+
+@dataclass
+class _BatchProgress:
+    """What the senders and the campaign watcher of one batch share on its event loop."""
+
+    waiting: deque[ClaimedJob]
+    unfinished: set[int]
+    """Claimed jobs without an outcome yet: their leases are renewed, and they are handed back."""
+    send_until: float
+    """On the ``time.monotonic()`` clock: no send starts after it."""
+    stopped_campaigns: set[int] = field(default_factory=set)
+    failures: list[Exception] = field(default_factory=list)
+    tally: Counter[str] = field(default_factory=Counter)
+
+    def should_stop(self, campaign_id: int) -> bool:
+        return campaign_id in self.stopped_campaigns or time.monotonic() > self.send_until
+
+
+async def _send_waiting(
+    context: DeliveryContext, progress: _BatchProgress, writer: JobWriter
+) -> None:
+    """One connection's share of the batch: take waiting jobs until none are left."""
+    while progress.waiting and not progress.failures:
+        job = progress.waiting.popleft()
+        if progress.should_stop(job.campaign_id):
+            continue
+        try:
+            outcome = await _deliver_one(
+                context,
+                job,
+                should_stop=functools.partial(progress.should_stop, job.campaign_id),
+                before_payload=functools.partial(writer.mark, job.job_id),
+            )
+        except Exception as error:
+            # Start nothing more, but let the other connections finish what they began:
+            # handing back a job whose message is still on the wire would send it twice.
+            progress.failures.append(error)
+            return
+        if outcome is None:
+            continue
+        writer.add(outcome)
+        progress.unfinished.discard(job.job_id)
+        progress.tally[outcome.state] += 1
+
+
+async def _watch_campaigns(
+    context: DeliveryContext, progress: _BatchProgress, campaign_ids: set[int]
+) -> None:
+    """Until cancelled: note campaigns paused or cancelled, and keep the leases from expiring."""
+    lease_s = context.settings.lease_s
+    last_renewal = time.monotonic()
+    while True:
+        await asyncio.sleep(CAMPAIGN_STATE_POLL_S)
+        try:
+            states = await asyncio.to_thread(campaign_states, context.database, campaign_ids)
+            progress.stopped_campaigns.update(
+                campaign_id
+                for campaign_id, state in states.items()
+                if state != CampaignState.RUNNING
+            )
+            if time.monotonic() - last_renewal > lease_s / 3:
+                await asyncio.to_thread(
+                    renew_leases,
+                    context.database,
+                    list(progress.unfinished),
+                    worker_id=context.worker_id,
+                    lease_s=lease_s,
+                )
+                last_renewal = time.monotonic()
+        except Exception:
+            # One failed look must not end the watching: without renewals the lease runs
+            # out and another worker sends what this batch is still sending.
+            log.exception("checking campaign states or renewing leases failed; retrying")
 
 
 async def _deliver_one(
@@ -306,7 +331,7 @@ def _outcome(
     first_attempt_at: datetime,
 ) -> JobOutcome:
     now = utc_now()
-    common = {
+    common: dict[str, Any] = {
         "job_id": job.job_id,
         "code": result.code,
         "status": result.status,

@@ -154,7 +154,8 @@ def _poll_imap(
         if status != "OK":
             raise imaplib.IMAP4.error(f"cannot open folder {mailbox.folder!r}")
         _status, data = client.uid("SEARCH", "UNDELETED")
-        uids = (data[0] or b"").split()[:max_messages]
+        # Decoded here because imaplib's arguments are text; a UID is ASCII digits either way.
+        uids = [uid.decode("ascii") for uid in (data[0] or b"").split()[:max_messages]]
         try:
             for uid in uids:
                 raw = _fetch_imap(client, uid)
@@ -173,7 +174,7 @@ def _poll_imap(
     return summary
 
 
-def _fetch_imap(client: imaplib.IMAP4, uid: bytes) -> bytes | None:
+def _fetch_imap(client: imaplib.IMAP4, uid: str) -> bytes | None:
     _status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
     for item in data:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):

@@ -103,10 +103,10 @@ def _relays(tables: Any, settings: Settings) -> tuple[RelayConfig, ...]:
             raise ConfigError(f"{where}: expected a table")
         relays.append(_relay(table, where))
     seen: set[str] = set()
-    for relay in relays:
-        if relay.name in seen:
-            raise ConfigError(f"config [[relays]]: two relays are named {relay.name!r}")
-        seen.add(relay.name)
+    for relay_config in relays:
+        if relay_config.name in seen:
+            raise ConfigError(f"config [[relays]]: two relays are named {relay_config.name!r}")
+        seen.add(relay_config.name)
     return tuple(relays)
 
 

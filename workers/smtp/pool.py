@@ -18,7 +18,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 from aiosmtplib import SMTPStatus
@@ -139,7 +139,8 @@ class _Slot:
         smtp = self.smtp
         assert smtp is not None and smtp.transport is not None
         extensions = frozenset(name for name in _EXTENSIONS_USED if smtp.supports_extension(name))
-        self.channel = SmtpChannel(smtp.transport, extensions)
+        # aiosmtplib types it BaseTransport; it is the stream transport its protocol was given.
+        self.channel = SmtpChannel(cast(asyncio.Transport, smtp.transport), extensions)
         self.smtp = None
         return self.channel
 
