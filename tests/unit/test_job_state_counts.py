@@ -1,8 +1,8 @@
 """Jobs by state per campaign, kept by triggers on the job table: every path that changes a
 job's state is counted, on SQLite and PostgreSQL, and the counts always equal a real count.
 
-Full campaigns with real workers are checked in tests/test_faults.py (mixed outcomes and retry,
-a worker killed mid-send, cancel); here each path is driven on its own, plus folding, the
+Full campaigns with real workers are checked in tests/faults/test_faults.py (mixed outcomes and
+retry, a worker killed mid-send, cancel); here each path is driven on its own, plus folding, the
 migration of an existing database, and many writers at once."""
 
 from __future__ import annotations
