@@ -46,6 +46,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+TESTS_DIR = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "faults", "browser")
+"""One folder per tier under tests/; a test's folder gives it the marker of the same name."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier_of(item)
+        if tier is not None:
+            item.add_marker(tier)
+
+
+def _tier_of(item: pytest.Item) -> str | None:
+    try:
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+    except ValueError:
+        return None
+    if folder not in TIERS:
+        return None
+    # A unit test run against PostgreSQL needs a database server: that variant is integration.
+    callspec = getattr(item, "callspec", None)
+    database_kind = callspec.params.get("database_url") if callspec is not None else None
+    if folder == "unit" and database_kind == "postgresql":
+        return "integration"
+    return folder
+
+
 def _database_kinds() -> list[object]:
     postgres = pytest.param(
         "postgresql",
