@@ -100,8 +100,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the newest schema once per session: copying it is a
+    fraction of the cost of running every migration again for each test."""
+    path = tmp_path_factory.mktemp("migrated") / "edm.sqlite3"
+    open_database(f"sqlite:///{path}").dispose()
+    return path
+
+
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
+def database(database_url: str, request: pytest.FixtureRequest) -> Iterator[Database]:
+    sqlite_path = Path(database_url.removeprefix("sqlite:///"))
+    if database_url.startswith("sqlite:///") and not sqlite_path.exists():
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), sqlite_path)
     db = open_database(database_url)
     yield db
     db.dispose()
