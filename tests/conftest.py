@@ -46,6 +46,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+TESTS_DIR = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "faults", "browser")
+"""One folder per tier under tests/; a test's folder gives it the marker of the same name."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier_of(item)
+        if tier is not None:
+            item.add_marker(tier)
+
+
+def _tier_of(item: pytest.Item) -> str | None:
+    try:
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+    except ValueError:
+        return None
+    if folder not in TIERS:
+        return None
+    # A unit test run against PostgreSQL needs a database server: that variant is integration.
+    callspec = getattr(item, "callspec", None)
+    database_kind = callspec.params.get("database_url") if callspec is not None else None
+    if folder == "unit" and database_kind == "postgresql":
+        return "integration"
+    return folder
+
+
 def _database_kinds() -> list[object]:
     postgres = pytest.param(
         "postgresql",
@@ -73,8 +100,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the newest schema once per session: copying it is a
+    fraction of the cost of running every migration again for each test."""
+    path = tmp_path_factory.mktemp("migrated") / "edm.sqlite3"
+    open_database(f"sqlite:///{path}").dispose()
+    return path
+
+
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
+def database(database_url: str, request: pytest.FixtureRequest) -> Iterator[Database]:
+    sqlite_path = Path(database_url.removeprefix("sqlite:///"))
+    if database_url.startswith("sqlite:///") and not sqlite_path.exists():
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), sqlite_path)
     db = open_database(database_url)
     yield db
     db.dispose()

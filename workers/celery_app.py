@@ -63,7 +63,7 @@ def _outlive_sigterm_to_the_whole_group(**_kwargs: Any) -> None:
 
     systemd (KillMode=control-group, its default) and ``kill -TERM -PGID`` signal every process
     of the worker at once. A pool process dying of it mid-batch would leave its messages on the
-    wire unrecorded, to be sent again (tests/test_faults.py measures this).
+    wire unrecorded, to be sent again (tests/faults/test_faults.py measures this).
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

@@ -3,7 +3,8 @@
 Each test delivers a campaign in-process to a real SMTP server, parses what arrived, and requests
 the URLs it found from the tracking app (FastAPI's TestClient, or ``edm track`` as a real uvicorn
 process), then checks what the database says.
-"""
+
+What needs no delivery is in tests/unit/test_tracking.py."""
 
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from alembic import command as alembic_command
-from alembic.config import Config
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from campaigns.core.events import campaign_counters, job_history
 from campaigns.core.models import (
@@ -29,13 +28,12 @@ from campaigns.core.models import (
     CampaignLink,
     Job,
     JobEvent,
-    JobState,
     Recipient,
     Suppression,
     utc_now,
 )
 from campaigns.core.settings import Settings
-from campaigns.core.storage import MIGRATIONS_DIR, Database
+from campaigns.core.storage import Database
 from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
 from campaigns.lists.importer import import_recipients
 from campaigns.tracking.links import link_id_for, register_links
@@ -44,7 +42,6 @@ from public_endpoints.tracking import TRANSPARENT_GIF
 from public_endpoints.tracking_app import create_tracking_app
 from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
-from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
 from tests.tracking_helpers import (
     Delivered,
@@ -609,48 +606,3 @@ def test_edm_track_serves_the_links_of_a_delivered_message(
     }
     assert _suppression(database, "a@example.com") is not None
     assert "Traceback" not in log_path.read_text()
-
-
-def test_an_open_while_the_job_is_still_sending_is_machine_made(
-    database: Database, client: TestClient
-) -> None:
-    campaign_id, (job_id,) = campaign_with_jobs(database, 1)
-    with database.session() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(state=JobState.SENDING))
-
-    token = sign_job_token(SECRET_KEY.encode(), "open", job_id)
-    response = client.get(f"/o/{token}.gif", headers={"User-Agent": DESKTOP_MAIL})
-
-    assert response.status_code == 200
-    assert campaign_counters(database, campaign_id) == {"opens": 1, "machine_opens": 1}
-    assert job_history(database, job_id)[0].detail["machine"] == "seconds_after_delivery"
-
-
-def test_campaigns_made_before_tracking_existed_are_tracked(database_url: str) -> None:
-    database = Database(Settings(database_url=database_url).resolved_database_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    try:
-        with database.engine.connect() as connection:
-            config.attributes["connection"] = connection
-            alembic_command.upgrade(config, "0002")
-            connection.execute(
-                text(
-                    "INSERT INTO recipient_lists (id, name, field_names, created_at)"
-                    " VALUES (1, 'l', '[]', CURRENT_TIMESTAMP)"
-                )
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO campaigns (id, uuid, name, list_id, state, from_address,"
-                    " template_name, subject_template, html_template, created_at)"
-                    " VALUES (1, 'u', 'old', 1, 'draft', 'a@example.com', 't', 's', 'h',"
-                    " CURRENT_TIMESTAMP)"
-                )
-            )
-            connection.commit()
-        database.upgrade()
-        with database.session() as session:
-            assert session.scalar(select(Campaign.tracking).where(Campaign.id == 1)) is True
-    finally:
-        database.dispose()

@@ -1,5 +1,7 @@
 """The dashboard's JSON API on real SQLite and PostgreSQL: every endpoint, its auth failures and
-its bad input (a 4xx with a one-line reason, never a 500)."""
+its bad input (a 4xx with a one-line reason, never a 500).
+
+The test message sent to a real relay is in tests/integration/test_dashboard_api.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from campaigns.bounces.verp import return_path_for
 from campaigns.core.models import Job, JobState
 from campaigns.core.storage import Database
 from dashboard.app import create_app
@@ -22,7 +23,6 @@ from tests.dashboard_helpers import (
     running_dashboard,
     sign_in,
 )
-from tests.smtp_server import RecordingSmtpServer
 
 
 @pytest.fixture
@@ -620,66 +620,6 @@ def test_the_variable_check_counts_recipients_lacking_each_variable(dashboard: D
     assert (
         dashboard.post("/api/templates/check", json={"template": "newsletter"}).status_code == 422
     )
-
-
-def test_a_test_message_reaches_the_relay(
-    database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
-) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
-    with running_dashboard(database, settings) as dashboard:
-        dashboard.import_csv(SAMPLE_CSV, "people")
-        list_id = dashboard.get("/api/lists").json()[0]["id"]
-        answer = dashboard.post(
-            "/api/templates/test-send",
-            json={
-                "template": "newsletter",
-                "list_id": list_id,
-                "to": "Tester@Example.com",
-                "from_address": "Northwind <news@northwind.example>",
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["accepted"] is True
-        assert answer.json()["to"] == "Tester@example.com"
-    assert [message.rcpt_tos for message in smtp_server.messages] == [["Tester@example.com"]]
-    assert b"Subject: [Test] Ann, your Pro update from Northwind" in smtp_server.messages[0].data
-
-
-def test_a_test_message_carries_a_return_path_as_delivery_gives_it(
-    database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
-) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
-    with running_dashboard(database, settings) as dashboard:
-        answer = dashboard.post(
-            "/api/templates/test-send",
-            json={
-                "source": {"subject": "Hi", "html": "<p>Hi {{ first_name }}</p>"},
-                "fields": {"first_name": "X"},
-                "to": "tester@example.com",
-                "from_address": "news@northwind.example",
-            },
-        )
-        assert answer.status_code == 200, answer.text
-    [message] = smtp_server.messages
-    assert message.mail_from == return_path_for(settings.secret, 0, "northwind.example")
-    assert b"Hi X" in message.data
-
-
-def test_a_refused_test_message_is_reported_not_raised(database: Database, tmp_path: Path) -> None:
-    with RecordingSmtpServer(behaviour=lambda _rcpt: (550, "5.1.1 no such user")) as server:
-        settings = dashboard_settings(tmp_path, smtp_url=server.url)
-        with running_dashboard(database, settings) as dashboard:
-            answer = dashboard.post(
-                "/api/templates/test-send",
-                json={
-                    "source": {"subject": "Hi", "html": "<p>Hi</p>"},
-                    "fields": {"first_name": "X"},
-                    "to": "nobody@example.com",
-                    "from_address": "news@example.com",
-                },
-            ).json()
-    assert answer["accepted"] is False
-    assert answer["reply"].startswith("550")
 
 
 def test_the_json_api_works_with_a_browser_session_too(database: Database, tmp_path: Path) -> None:

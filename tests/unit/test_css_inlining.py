@@ -16,7 +16,7 @@ from campaigns.content.templating import (
     load_template,
 )
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 STYLE = "<style>p { color: red; } .note { font-weight: bold; }</style>"
 
 
