@@ -7,18 +7,13 @@ tests/unit/test_dkim.py."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import stat
 from pathlib import Path
 
-import dkim
-import dkim.canonicalization
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from campaigns.content.dkim import DkimSigner
 from campaigns.content.dkim_keys import load_private_key, signer_from_settings
 from campaigns.core.errors import ConfigError
 from campaigns.core.models import utc_now
@@ -28,74 +23,20 @@ from campaigns.lifecycle.campaign_service import create_campaign, schedule_campa
 from campaigns.lists.importer import import_recipients
 from tests.conftest import run_edm
 from tests.delivery_helpers import publish_due_jobs
+from tests.dkim_helpers import DOMAIN, SELECTOR, PublishedKey, keygen, plain_env
 from tests.smtp_server import RecordingSmtpServer
 from workers.delivery.batch import DeliveryContext, deliver_batch
 from workers.smtp.pool import SmtpPool
 from workers.smtp.url import parse_smtp_url
 
-DOMAIN = "example.com"
-SELECTOR = "edm2026"
-
-
-def _plain_env(tmp_path: Path) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
-    environment["EDM_DATA_DIR"] = str(tmp_path / "data")
-    return environment
-
-
-class PublishedKey:
-    """A key made by ``edm dkim keygen`` and the TXT record it printed, as DNS would serve it."""
-
-    def __init__(self, key_file: Path, name: str, strings: list[str]) -> None:
-        self.key_file = key_file
-        self.name = name
-        # A resolver joins a TXT record's character-strings into one value.
-        self.txt = "".join(strings).encode()
-
-    def dns(self, name: bytes, timeout: int = 5) -> bytes:
-        assert name.decode().rstrip(".") == self.name
-        return self.txt
-
-    def signer(self) -> DkimSigner:
-        return DkimSigner(load_private_key(self.key_file), domain=DOMAIN, selector=SELECTOR)
-
-    def verifies(self, message: bytes) -> bool:
-        return bool(dkim.verify(message, dnsfunc=self.dns))
-
-
-def _keygen(tmp_path: Path, key_type: str) -> PublishedKey:
-    key_file = tmp_path / f"{key_type}.pem"
-    result = run_edm(
-        [
-            "dkim",
-            "keygen",
-            "--selector",
-            SELECTOR,
-            "--domain",
-            DOMAIN,
-            "--type",
-            key_type,
-            "--out",
-            str(key_file),
-        ],
-        _plain_env(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    name = re.search(r"name: +(\S+)", result.stdout)
-    value = re.search(r"value: +(.+)", result.stdout)
-    assert name is not None and value is not None, result.stdout
-    strings = re.findall(r'"([^"]*)"', value.group(1))
-    assert all(len(string) <= 255 for string in strings)
-    return PublishedKey(key_file, name.group(1), strings)
-
 
 @pytest.fixture(scope="module", params=["rsa", "ed25519"])
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    return _keygen(tmp_path_factory.mktemp("keys"), request.param)
+    return keygen(tmp_path_factory.mktemp("keys"), request.param)
 
 
 def test_keygen_writes_an_owner_only_key_and_never_overwrites(tmp_path: Path) -> None:
-    key = _keygen(tmp_path, "ed25519")
+    key = keygen(tmp_path, "ed25519")
     assert stat.S_IMODE(key.key_file.stat().st_mode) == 0o600
     assert key.name == f"{SELECTOR}._domainkey.{DOMAIN}"
     assert key.txt.startswith(b"v=DKIM1; k=ed25519; p=")
@@ -103,7 +44,7 @@ def test_keygen_writes_an_owner_only_key_and_never_overwrites(tmp_path: Path) ->
 
     again = run_edm(
         ["dkim", "keygen", "--selector", SELECTOR, "--domain", DOMAIN, "--out", str(key.key_file)],
-        _plain_env(tmp_path),
+        plain_env(tmp_path),
     )
     assert again.returncode != 0
     assert again.stderr.strip().count("\n") == 0
@@ -113,7 +54,7 @@ def test_keygen_writes_an_owner_only_key_and_never_overwrites(tmp_path: Path) ->
 
 
 def test_rsa_record_is_split_into_dns_strings(tmp_path: Path) -> None:
-    key = _keygen(tmp_path, "rsa")
+    key = keygen(tmp_path, "rsa")
     assert key.txt.startswith(b"v=DKIM1; k=rsa; p=MII")
     assert len(key.txt) > 255  # so the printed value had to be split into several strings
 
@@ -146,7 +87,7 @@ def test_an_unusable_key_file_is_a_one_line_config_error(
     if content == "ec":
         _ec_key_file(path)
     elif content == "encrypted":
-        key = load_private_key(_keygen(tmp_path, "ed25519").key_file)
+        key = load_private_key(keygen(tmp_path, "ed25519").key_file)
         path.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,

@@ -8,20 +8,16 @@ import csv
 import io
 import os
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from campaigns.core.models import (
-    CampaignState,
     Job,
     JobState,
     Recipient,
     Suppression,
-    utc_now,
 )
 from campaigns.core.storage import Database
 from tests.conftest import run_edm
@@ -31,7 +27,7 @@ from tests.delivery_helpers import (
     publish_due_jobs,
     scheduled_campaign,
 )
-from tests.factories import campaign_with_jobs
+from tests.factories import campaign_in_every_state
 from tests.smtp_server import DataEnd, RecordingSmtpServer
 
 REFUSALS = {
@@ -112,62 +108,6 @@ def test_a_lost_reply_to_the_final_dot_is_held_or_deferred_by_the_unknown_policy
     assert (job.next_attempt_at is not None) == (policy == "retry")
 
 
-def _set_jobs(database: Database, outcomes: dict[int, dict[str, Any]]) -> None:
-    with database.session() as session:
-        for job_id, values in outcomes.items():
-            session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def _campaign_in_every_state(database: Database) -> tuple[int, dict[str, int]]:
-    names = [
-        "sent",
-        "deferred",
-        "expired",
-        "hard",
-        "soft",
-        "policy",
-        "plain",
-        "not_sent",
-        "unknown",
-        "suppressed",
-        "cancelled",
-    ]
-    campaign_id, job_ids = campaign_with_jobs(database, len(names), state=CampaignState.COMPLETED)
-    ids = dict(zip(names, job_ids, strict=True))
-    later = utc_now() + timedelta(hours=1)
-    long_ago = utc_now() - timedelta(days=4)
-    refused = {"attempts": 1, "first_attempt_at": long_ago}
-    _set_jobs(
-        database,
-        {
-            ids["sent"]: {"state": JobState.SENT, "last_code": 250, "attempts": 1},
-            ids["deferred"]: {
-                "state": JobState.DEFERRED,
-                "last_code": 451,
-                "last_status": "4.7.1",
-                "last_reply": "451 4.7.1 Greylisted",
-                "next_attempt_at": later,
-                "attempts": 2,
-            },
-            ids["expired"]: {"state": JobState.EXPIRED, "last_code": 450, **refused},
-            ids["hard"]: {"state": JobState.BOUNCED, "last_code": 550, "last_status": "5.1.1"},
-            ids["soft"]: {
-                "state": JobState.BOUNCED,
-                "last_code": 552,
-                "last_status": "5.2.2",
-                **refused,
-            },
-            ids["policy"]: {"state": JobState.FAILED, "last_code": 550, "last_status": "5.7.1"},
-            ids["plain"]: {"state": JobState.FAILED, "last_code": 554, "last_reply": "=cmd|x"},
-            ids["not_sent"]: {"state": JobState.FAILED, "last_reply": "not sent: x undefined"},
-            ids["unknown"]: {"state": JobState.UNKNOWN, "attempts": 1},
-            ids["suppressed"]: {"state": JobState.SUPPRESSED},
-            ids["cancelled"]: {"state": JobState.CANCELLED},
-        },
-    )
-    return campaign_id, ids
-
-
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
@@ -178,7 +118,7 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 def test_failures_csv_lists_everyone_not_sent_and_neutralises_formulas(
     database: Database, cli_env: dict[str, str]
 ) -> None:
-    campaign_id, ids = _campaign_in_every_state(database)
+    campaign_id, ids = campaign_in_every_state(database)
     with database.session() as session:
         recipient_id = session.get_one(Job, ids["plain"]).recipient_id
         session.execute(
@@ -219,7 +159,7 @@ def test_failures_and_retry_of_an_unknown_campaign_fail_in_one_line_and_print_no
 
 
 def test_retry_command_reports_what_it_queued(database: Database, cli_env: dict[str, str]) -> None:
-    campaign_id, _ = _campaign_in_every_state(database)
+    campaign_id, _ = campaign_in_every_state(database)
     result = run_edm(["campaigns", "retry", str(campaign_id)], cli_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (

@@ -6,7 +6,6 @@ tests/integration/test_dkim.py."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,73 +15,18 @@ import dkim.canonicalization
 import pytest
 
 from campaigns.content.dkim import DkimSigner, relaxed_body, relaxed_header
-from campaigns.content.dkim_keys import generate_private_key, load_private_key, signer_from_settings
+from campaigns.content.dkim_keys import generate_private_key, signer_from_settings
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import RenderedMessage
 from campaigns.core.errors import ConfigError
 from campaigns.core.settings import Settings
-from tests.conftest import run_edm
+from tests.dkim_helpers import DOMAIN, SELECTOR, PublishedKey, keygen
 from workers import process_state
-
-DOMAIN = "example.com"
-SELECTOR = "edm2026"
-
-
-def _plain_env(tmp_path: Path) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
-    environment["EDM_DATA_DIR"] = str(tmp_path / "data")
-    return environment
-
-
-class PublishedKey:
-    """A key made by ``edm dkim keygen`` and the TXT record it printed, as DNS would serve it."""
-
-    def __init__(self, key_file: Path, name: str, strings: list[str]) -> None:
-        self.key_file = key_file
-        self.name = name
-        # A resolver joins a TXT record's character-strings into one value.
-        self.txt = "".join(strings).encode()
-
-    def dns(self, name: bytes, timeout: int = 5) -> bytes:
-        assert name.decode().rstrip(".") == self.name
-        return self.txt
-
-    def signer(self) -> DkimSigner:
-        return DkimSigner(load_private_key(self.key_file), domain=DOMAIN, selector=SELECTOR)
-
-    def verifies(self, message: bytes) -> bool:
-        return bool(dkim.verify(message, dnsfunc=self.dns))
-
-
-def _keygen(tmp_path: Path, key_type: str) -> PublishedKey:
-    key_file = tmp_path / f"{key_type}.pem"
-    result = run_edm(
-        [
-            "dkim",
-            "keygen",
-            "--selector",
-            SELECTOR,
-            "--domain",
-            DOMAIN,
-            "--type",
-            key_type,
-            "--out",
-            str(key_file),
-        ],
-        _plain_env(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    name = re.search(r"name: +(\S+)", result.stdout)
-    value = re.search(r"value: +(.+)", result.stdout)
-    assert name is not None and value is not None, result.stdout
-    strings = re.findall(r'"([^"]*)"', value.group(1))
-    assert all(len(string) <= 255 for string in strings)
-    return PublishedKey(key_file, name.group(1), strings)
 
 
 @pytest.fixture(scope="module", params=["rsa", "ed25519"])
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    return _keygen(tmp_path_factory.mktemp("keys"), request.param)
+    return keygen(tmp_path_factory.mktemp("keys"), request.param)
 
 
 def _message() -> bytes:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -29,7 +27,7 @@ from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
 from tests.delivery_helpers import (
     publish_due_jobs,
 )
-from tests.factories import campaign_with_jobs
+from tests.factories import campaign_in_every_state, campaign_with_jobs, set_jobs
 
 
 def _suppressions(database: Database) -> dict[str, Suppression]:
@@ -64,62 +62,6 @@ def _job_states_all(database: Database) -> list[str]:
         return list(session.scalars(select(Job.state).order_by(Job.id)))
 
 
-def _set_jobs(database: Database, outcomes: dict[int, dict[str, Any]]) -> None:
-    with database.session() as session:
-        for job_id, values in outcomes.items():
-            session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def _campaign_in_every_state(database: Database) -> tuple[int, dict[str, int]]:
-    names = [
-        "sent",
-        "deferred",
-        "expired",
-        "hard",
-        "soft",
-        "policy",
-        "plain",
-        "not_sent",
-        "unknown",
-        "suppressed",
-        "cancelled",
-    ]
-    campaign_id, job_ids = campaign_with_jobs(database, len(names), state=CampaignState.COMPLETED)
-    ids = dict(zip(names, job_ids, strict=True))
-    later = utc_now() + timedelta(hours=1)
-    long_ago = utc_now() - timedelta(days=4)
-    refused = {"attempts": 1, "first_attempt_at": long_ago}
-    _set_jobs(
-        database,
-        {
-            ids["sent"]: {"state": JobState.SENT, "last_code": 250, "attempts": 1},
-            ids["deferred"]: {
-                "state": JobState.DEFERRED,
-                "last_code": 451,
-                "last_status": "4.7.1",
-                "last_reply": "451 4.7.1 Greylisted",
-                "next_attempt_at": later,
-                "attempts": 2,
-            },
-            ids["expired"]: {"state": JobState.EXPIRED, "last_code": 450, **refused},
-            ids["hard"]: {"state": JobState.BOUNCED, "last_code": 550, "last_status": "5.1.1"},
-            ids["soft"]: {
-                "state": JobState.BOUNCED,
-                "last_code": 552,
-                "last_status": "5.2.2",
-                **refused,
-            },
-            ids["policy"]: {"state": JobState.FAILED, "last_code": 550, "last_status": "5.7.1"},
-            ids["plain"]: {"state": JobState.FAILED, "last_code": 554, "last_reply": "=cmd|x"},
-            ids["not_sent"]: {"state": JobState.FAILED, "last_reply": "not sent: x undefined"},
-            ids["unknown"]: {"state": JobState.UNKNOWN, "attempts": 1},
-            ids["suppressed"]: {"state": JobState.SUPPRESSED},
-            ids["cancelled"]: {"state": JobState.CANCELLED},
-        },
-    )
-    return campaign_id, ids
-
-
 def _states(database: Database, ids: dict[str, int]) -> dict[str, str]:
     with database.session() as session:
         state_of = {job_id: state for job_id, state in session.execute(select(Job.id, Job.state))}
@@ -127,7 +69,7 @@ def _states(database: Database, ids: dict[str, int]) -> dict[str, str]:
 
 
 def test_failures_lists_every_recipient_not_sent_with_its_class(database: Database) -> None:
-    campaign_id, ids = _campaign_in_every_state(database)
+    campaign_id, ids = campaign_in_every_state(database)
     listed = {row.job_id: row for row in undelivered_recipients(database, campaign_id)}
     assert set(listed) == set(ids.values()) - {ids["sent"]}
     by_name = {name: listed[job_id] for name, job_id in ids.items() if job_id in listed}
@@ -142,7 +84,7 @@ def test_failures_lists_every_recipient_not_sent_with_its_class(database: Databa
 
 
 def test_retry_requeues_what_may_pass_and_reopens_the_campaign(database: Database) -> None:
-    campaign_id, ids = _campaign_in_every_state(database)
+    campaign_id, ids = campaign_in_every_state(database)
     before = utc_now()
 
     result = retry_failures(database, campaign_id)
@@ -180,7 +122,7 @@ def test_retry_requeues_what_may_pass_and_reopens_the_campaign(database: Databas
 
 
 def test_retry_takes_unknown_and_policy_only_when_asked(database: Database) -> None:
-    campaign_id, ids = _campaign_in_every_state(database)
+    campaign_id, ids = campaign_in_every_state(database)
     result = retry_failures(database, campaign_id, include_unknown=True, include_policy=True)
     assert result.requeued["unknown"] == 1
     assert result.requeued["policy"] == 1
@@ -196,7 +138,7 @@ def test_retry_with_nothing_to_retry_leaves_a_completed_campaign_completed(
     database: Database,
 ) -> None:
     campaign_id, job_ids = campaign_with_jobs(database, 2, state=CampaignState.COMPLETED)
-    _set_jobs(database, {job_id: {"state": JobState.SENT} for job_id in job_ids})
+    set_jobs(database, {job_id: {"state": JobState.SENT} for job_id in job_ids})
     result = retry_failures(database, campaign_id)
     assert (result.total, result.campaign_state) == (0, CampaignState.COMPLETED)
 
@@ -211,7 +153,7 @@ def test_a_retry_committed_while_the_dispatcher_waits_on_the_campaign_keeps_it_r
     database: Database,
 ) -> None:
     campaign_id, job_ids = campaign_with_jobs(database, 2)
-    _set_jobs(database, {job_id: {"state": JobState.EXPIRED} for job_id in job_ids})
+    set_jobs(database, {job_id: {"state": JobState.EXPIRED} for job_id in job_ids})
     dispatcher = Dispatcher(
         database, publish=lambda _ids: None, queue_depth=lambda: 0, limits=DispatchLimits()
     )
