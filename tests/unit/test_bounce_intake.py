@@ -6,11 +6,7 @@ tests/integration/test_bounce_intake.py."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +19,7 @@ from campaigns.core.events import campaign_counters, job_history
 from campaigns.core.models import Job, JobState, Suppression
 from campaigns.core.storage import Database
 from campaigns.tracking.tokens import sign_job_token
-from tests.bounce_mail import BOUNCE_DOMAIN, SentJob, corpus_message, message_for, sent_jobs
-from tests.conftest import wait_until
+from tests.bounce_mail import SentJob, corpus_message, message_for, sent_jobs
 from workers.receivers.bounce_mailbox import parse_mailbox_url
 
 SECRET = b"test-secret"
@@ -239,41 +234,6 @@ def test_every_kind_of_bounce_in_one_campaign_adds_up(
 
 
 # --- through `edm bounces serve` -------------------------------------------------------------
-
-
-@pytest.fixture
-def bounce_server(database_url: str, database: Database, tmp_path: Path) -> Iterator[int]:
-    """``edm bounces serve`` on a free loopback port, as a real subprocess; yields the port."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
-    environment.update(
-        EDM_DATA_DIR=str(tmp_path / "data"),
-        EDM_DATABASE_URL=database_url,
-        EDM_SECRET_KEY=SECRET.decode(),
-        EDM_BOUNCE_DOMAIN=BOUNCE_DOMAIN,
-        EDM_COMPLAINTS_ADDRESS="fbl@bounces.example.com",
-    )
-    log_path = tmp_path / "bounces-serve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*EDM, "bounces", "serve", "--host", "127.0.0.1", "--port", "0"],
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        listening = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-        assert wait_until(
-            lambda: (
-                listening.search(log_path.read_text()) is not None or process.poll() is not None
-            ),
-            timeout_s=60,
-        )
-        match = listening.search(log_path.read_text())
-        assert match, log_path.read_text()
-        yield int(match.group(1))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_a_mailbox_url_is_checked_before_anything_runs(database_url: str, tmp_path: Path) -> None:
