@@ -8,21 +8,21 @@ first, so a template with a syntax error is never written, and each file is repl
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from campaigns.content.templating import (
     HTML_FILE,
     SUBJECT_FILE,
+    TEMPLATE_NAME,
     TEXT_FILE,
     CompiledTemplate,
     TemplateSource,
+    checked_name,
     load_template,
 )
 from campaigns.core.errors import InputError, NotFound
 
-TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_PART_CHARS = 1_000_000
 
 
@@ -33,14 +33,6 @@ class TemplateSummary:
     has_text_part: bool
     variables: list[str]
     """Merge fields the template uses (built-in ones included)."""
-
-
-def checked_name(name: str) -> str:
-    if not TEMPLATE_NAME.match(name) or ".." in name:
-        raise InputError(
-            f"template name {name[:80]!r}: use letters, digits, '-', '_' and '.' (64 at most)"
-        )
-    return name
 
 
 def template_names(templates_dir: Path) -> list[str]:

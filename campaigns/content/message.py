@@ -16,10 +16,11 @@ import binascii
 import functools
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from campaigns.content.attachments import Attachment, with_attachments
 from campaigns.content.templating import RenderedMessage, one_line
 from campaigns.core.errors import InputError
 
@@ -115,8 +116,14 @@ class MessageSkeleton:
         date: datetime | None = None,
         to_name: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        reply_to: str | None = None,
+        list_unsubscribe: bool = True,
+        attachments: Sequence[Attachment] = (),
     ) -> bytes:
-        """The message for one recipient, ready to sign and send."""
+        """The message for one recipient, ready to sign and send.
+
+        ``list_unsubscribe=False`` leaves out the List-Unsubscribe headers: a password reset
+        offers no unsubscribing (the link may still be in the body)."""
         text_encoding, text_body = _encode_body(rendered.text)
         html_encoding, html_body = _encode_body(rendered.html)
         try:
@@ -136,9 +143,12 @@ class MessageSkeleton:
             _subject_header(one_line(rendered.subject)),
             b"Date: %s\r\n" % format_datetime(date or datetime.now(UTC)).encode(),
             b"Message-ID: %s\r\n" % message_id.encode(),
-            _header("List-Unsubscribe", unsubscribe),
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
         ]
+        if reply_to:
+            headers.append(_reply_to_header(reply_to))
+        if list_unsubscribe:
+            headers.append(_header("List-Unsubscribe", unsubscribe))
+            headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         if extra_headers:
             headers.extend(_extra_header(name, value) for name, value in extra_headers.items())
         boundary = self._boundary
@@ -155,27 +165,23 @@ class MessageSkeleton:
             boundary = _new_boundary()
             tail = _multipart_headers(boundary)
             text_start, html_start, end = _part_framing(boundary)
-        return b"".join(
-            [
-                *headers,
-                tail,
-                text_start,
-                text_encoding,
-                text_body,
-                html_start,
-                html_encoding,
-                html_body,
-                end,
-            ]
-        )
+        alternatives = [text_start, text_encoding, text_body, html_start, html_encoding, html_body]
+        if attachments:
+            inner_headers = tail.removeprefix(_MIME_VERSION)
+            body = with_attachments(inner_headers, b"".join([*alternatives, end]), attachments)
+            return b"".join([*headers, body])
+        return b"".join([*headers, tail, *alternatives, end])
 
 
 def _new_boundary() -> bytes:
     return b"=_" + secrets.token_hex(16).encode()
 
 
+_MIME_VERSION = b"MIME-Version: 1.0\r\n"
+
+
 def _multipart_headers(boundary: bytes) -> bytes:
-    return b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="%s"\r\n' % (
+    return _MIME_VERSION + b'Content-Type: multipart/alternative;\r\n boundary="%s"\r\n' % (
         boundary
     )
 
@@ -331,6 +337,15 @@ def _checked_uri(uri: str, what: str) -> str:
     if not uri or not uri.isascii() or _URI_FORBIDDEN.search(uri):
         raise InputError(f"{what} {uri!r}: empty, not ASCII, or has spaces, controls or '<>'")
     return uri
+
+
+def _reply_to_header(reply_to: str) -> bytes:
+    name, address = _parse_from(reply_to)
+    try:
+        checked = _ascii_address(address)
+    except InputError as error:
+        raise InputError(f"reply-to address {reply_to!r}: {error}") from None
+    return _header("Reply-To", _mailbox_words(one_line(name), checked))
 
 
 def _extra_header(name: str, value: str) -> bytes:

@@ -41,13 +41,15 @@ from campaigns.content.template_limits import (
     TemplateLimitExceeded,
     start_render_budget,
 )
-from campaigns.core.errors import NotFound, TemplateError
+from campaigns.core.errors import InputError, NotFound, TemplateError
 
 log = logging.getLogger(__name__)
 
 BUILTIN_VARIABLES: frozenset[str] = frozenset({"email", "unsubscribe_url", "campaign_name"})
 """Variables the sender supplies for every recipient, whatever the list holds."""
 
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A template folder's name: never a path, so a caller cannot read a folder of its choosing."""
 SUBJECT_FILE = "subject.txt"
 HTML_FILE = "body.html"
 TEXT_FILE = "body.txt"
@@ -75,6 +77,14 @@ class RenderedMessage:
     subject: str
     html: str
     text: str
+
+
+def checked_name(name: str) -> str:
+    if not TEMPLATE_NAME.match(name) or ".." in name:
+        raise InputError(
+            f"template name {name[:80]!r}: use letters, digits, '-', '_' and '.' (64 at most)"
+        )
+    return name
 
 
 def load_template(name_or_path: str, templates_dir: Path) -> TemplateSource:

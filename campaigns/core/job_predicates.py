@@ -17,6 +17,7 @@ from campaigns.core.models import (
     Campaign,
     CampaignState,
     Job,
+    TransactionalStream,
 )
 
 
@@ -64,3 +65,13 @@ def job_is_ready_to_send(now: datetime) -> ColumnElement[bool]:
 def campaign_has_pending_jobs() -> ColumnElement[bool]:
     """For a condition on ``campaigns``: some job of this campaign is not finished."""
     return exists().where(Job.campaign_id == Campaign.id, job_is_pending())
+
+
+def campaign_is_stream() -> ColumnElement[bool]:
+    """For a condition on ``campaigns``: the system campaign of a transactional stream."""
+    return Campaign.id.in_(select(TransactionalStream.campaign_id))
+
+
+def job_is_transactional() -> ColumnElement[bool]:
+    """A one-to-one message: a job of a transactional stream's campaign."""
+    return Job.campaign_id.in_(select(TransactionalStream.campaign_id))

@@ -332,3 +332,56 @@ class ImportTask(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TransactionalStream(Base):
+    """A category of one-to-one mail (``transactional`` and any other) and the system campaign
+    whose jobs carry its messages, so they share the campaigns' claims, transmit marks, retries,
+    relays, limits and bounce handling (see ``campaigns.transactional``)."""
+
+    __tablename__ = "transactional_streams"
+
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class TransactionalMessage(Base):
+    """What one transactional message says, beside the job that sends it.
+
+    Each message has a recipient list of its own, holding its one recipient (whose fields are the
+    message's merge data): a recipient is unique per list and a job per campaign and recipient,
+    while a stream mails the same address many times.
+    """
+
+    __tablename__ = "transactional_messages"
+    __table_args__ = (UniqueConstraint("idempotency_scope", "idempotency_key"),)
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    """The message id callers see: job ids are sequential and would let one guess others."""
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("recipient_lists.id", ondelete="CASCADE"), index=True
+    )
+    category: Mapped[str] = mapped_column(String(32))
+    idempotency_scope: Mapped[str] = mapped_column(String(64))
+    """Whose keys these are: ``user:<id>`` for an API token's owner, ``cli`` for ``edm send``."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    """Cleared once older than a day, when the same key comes again (so it can be used anew)."""
+    from_address: Mapped[str] = mapped_column(String(400))
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    to_name: Mapped[str | None] = mapped_column(String(200))
+    template_name: Mapped[str | None] = mapped_column(String(64))
+    subject_template: Mapped[str] = mapped_column(Text)
+    html_template: Mapped[str] = mapped_column(Text)
+    text_template: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    track: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachments: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    """``filename``, ``content_type`` and ``content`` (base64) of each attachment."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -116,6 +116,13 @@ class Settings:
     """The largest request body the dashboard accepts, a CSV upload above all (multipart framing
     included). A million-row CSV of an address and a few merge fields is about 100 MB; twice
     that leaves room for wide rows. Bigger lists: ``edm lists import`` reads a file in place."""
+    tx_from_address: str = ""
+    """Sender of one-to-one mail (``POST /api/tx``, ``edm send``) whose request names none."""
+    tx_max_attachment_bytes: int = 10_000_000
+    """Attachments of one transactional message, decoded, in all."""
+    tx_processes: int = 1
+    """Worker processes of ``edm worker`` that take only transactional mail, so it never waits
+    behind campaign batches; 0 leaves it to the campaign processes (which take it first)."""
     queue_name: str = "edm-delivery"
     """Celery queue; also the installation's ``redis_namespace``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -142,6 +149,8 @@ class Settings:
                 f"{self.template_render_cpu_s!r}"
             )
 
+        if self.tx_processes < 0:
+            raise ConfigError(f"EDM_TX_PROCESSES: 0 or more, got {self.tx_processes!r}")
         if self.max_upload_bytes < 1:
             raise ConfigError(f"EDM_MAX_UPLOAD_BYTES: at least 1, got {self.max_upload_bytes!r}")
 

@@ -12,13 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from campaigns.core.batching import chunked
 from campaigns.core.job_predicates import (
     campaign_has_pending_jobs,
+    campaign_is_stream,
     job_is_claimable,
     job_is_ready_to_send,
+    job_is_transactional,
 )
 from campaigns.core.models import Campaign, CampaignState, Job, JobState, utc_now
 from campaigns.core.storage import Database, rows_matched
@@ -54,9 +56,14 @@ class Dispatcher:
         publish: PublishBatch,
         queue_depth: Callable[[], int],
         limits: DispatchLimits,
+        publish_transactional: PublishBatch | None = None,
     ) -> None:
+        """``publish_transactional`` puts transactional messages on their own queue (default:
+        ``publish``); the API publishes them at once, so here they are only the ones whose
+        publication was lost, or whose retry has come."""
         self._database = database
         self._publish = publish
+        self._publish_transactional = publish_transactional or publish
         self._queue_depth = queue_depth
         self._limits = limits
 
@@ -68,6 +75,8 @@ class Dispatcher:
         )
         self._cancel_leftovers()
         published, batches = self._publish_due_jobs(now)
+        transactional, transactional_batches = self._publish_due_transactional_jobs(now)
+        published, batches = published + transactional, batches + transactional_batches
         completed = self._complete_finished_campaigns(now)
         fold_job_state_deltas(self._database)
         return DispatchPass(started, released, published, batches, completed)
@@ -95,6 +104,15 @@ class Dispatcher:
         room = self._limits.max_queued_batches - self._queue_depth()
         if room <= 0:
             return 0, 0
+        job_ids = self._mark_due_jobs(now, ~job_is_transactional(), room * self._limits.batch_size)
+        return self._publish_in_batches(job_ids, self._publish)
+
+    def _publish_due_transactional_jobs(self, now: datetime) -> tuple[int, int]:
+        # Not held back by the campaign queue's depth: they have a queue of their own.
+        job_ids = self._mark_due_jobs(now, job_is_transactional(), self._limits.batch_size)
+        return self._publish_in_batches(job_ids, self._publish_transactional)
+
+    def _mark_due_jobs(self, now: datetime, which: ColumnElement[bool], limit: int) -> list[int]:
         # Published long ago and still not claimed: the message was lost (a broker restarted
         # empty); publishing again is safe because a claim is atomic.
         stale = now - timedelta(seconds=self._limits.redispatch_after_s)
@@ -104,19 +122,23 @@ class Dispatcher:
                     select(Job.id)
                     .where(
                         job_is_ready_to_send(now),
+                        which,
                         or_(Job.dispatched_at.is_(None), Job.dispatched_at < stale),
                     )
                     .order_by(Job.id)
-                    .limit(room * self._limits.batch_size)
+                    .limit(limit)
                 )
             )
             for ids in chunked(job_ids):
                 session.execute(update(Job).where(Job.id.in_(ids)).values(dispatched_at=now))
+        return job_ids
+
+    def _publish_in_batches(self, job_ids: list[int], publish: PublishBatch) -> tuple[int, int]:
         # Published after the commit: a crash in between leaves jobs marked as dispatched,
         # and they are published again once stale. The reverse order could lose them.
         batches = list(chunked(job_ids, self._limits.batch_size))
         for batch in batches:
-            self._publish(list(batch))
+            publish(list(batch))
         return len(job_ids), len(batches)
 
     def _complete_finished_campaigns(self, now: datetime) -> int:
@@ -127,7 +149,7 @@ class Dispatcher:
             # by its snapshot from before the retry re-queued jobs, and complete the campaign.
             finished = session.scalars(
                 select(Campaign.id)
-                .where(Campaign.state == CampaignState.RUNNING, ~pending)
+                .where(Campaign.state == CampaignState.RUNNING, ~pending, ~campaign_is_stream())
                 .with_for_update()
             ).all()
             if not finished:

@@ -26,11 +26,17 @@ from campaigns.core.models import (
     JobState,
     Recipient,
     Suppression,
+    TransactionalStream,
     utc_now,
 )
 from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.storage import Database, rows_matched
-from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
+from campaigns.lists.suppression import (
+    SuppressionReason,
+    insert_new_suppressions,
+    suppression_blocks,
+    suppression_row,
+)
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,18 @@ def claim_jobs(
                     Job.first_attempt_at,
                     Recipient.email,
                     Recipient.fields,
-                    Suppression.email_key,
+                    Suppression.reason,
+                    TransactionalStream.category,
                 )
                 .join(Recipient, Recipient.id == Job.recipient_id)
                 .outerjoin(Suppression, Suppression.email_key == Recipient.email_key)
+                .outerjoin(TransactionalStream, TransactionalStream.campaign_id == Job.campaign_id)
                 .where(Job.id.in_(ids))
                 .order_by(Job.id)
             )
             for row in rows:
                 # Checked again at send time: an address may be suppressed after the campaign began.
-                if row.email_key is not None:
+                if row.reason is not None and suppression_blocks(row.reason, row.category):
                     suppressed_ids.append(row.id)
                     continue
                 claimed.append(

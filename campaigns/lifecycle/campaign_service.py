@@ -24,7 +24,7 @@ from campaigns.content.templating import (
 )
 from campaigns.core.batching import chunked
 from campaigns.core.errors import InputError, NotFound, StateError, TemplateError
-from campaigns.core.job_predicates import job_is_claimable
+from campaigns.core.job_predicates import campaign_is_stream, job_is_claimable
 from campaigns.core.models import (
     Campaign,
     CampaignState,
@@ -392,7 +392,8 @@ def _transition(
 
 
 def _campaign(session: Any, campaign_id: int, *, for_update: bool = False) -> Campaign:
-    query = select(Campaign).where(Campaign.id == campaign_id)
+    # A transactional stream is no campaign a person pauses, cancels or schedules.
+    query = select(Campaign).where(Campaign.id == campaign_id, ~campaign_is_stream())
     if for_update:
         query = query.with_for_update()
     campaign = session.scalar(query)

@@ -37,6 +37,17 @@ class SuppressionReason(enum.StrEnum):
     MANUAL = "manual"
 
 
+TRANSACTIONAL_CATEGORY = "transactional"
+"""The category of one-to-one mail a person asked for (codes, resets, receipts)."""
+
+
+def suppression_blocks(reason: str, category: str | None) -> bool:
+    """Whether an address suppressed for ``reason`` is kept from mail of ``category`` (None for a
+    campaign). An unsubscribe is from marketing: the password reset a person asked for still
+    goes. Hard bounces, complaints and manual entries stop everything."""
+    return not (category == TRANSACTIONAL_CATEGORY and reason == SuppressionReason.UNSUBSCRIBE)
+
+
 @dataclass(frozen=True)
 class SuppressedAddress:
     email_key: str

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from campaigns.content.attachments import Attachment
 from campaigns.content.dkim import DkimSigner
 from campaigns.content.isolated_render import render_isolated
 from campaigns.content.message import MessageSkeleton
@@ -21,7 +22,7 @@ from campaigns.tracking.routes import unsubscribe_url
 
 
 def render_context(
-    *, campaign_name: str, email: str, fields: Mapping[str, str], unsubscribe_url: str
+    *, campaign_name: str, email: str, fields: Mapping[str, Any], unsubscribe_url: str
 ) -> dict[str, Any]:
     """The variables a template sees: the recipient's merge fields plus the built-in ones."""
     return {
@@ -30,6 +31,17 @@ def render_context(
         "unsubscribe_url": unsubscribe_url,
         "campaign_name": campaign_name,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class OneToOneParts:
+    """What a one-to-one (transactional) message has that campaign mail has not."""
+
+    to_name: str | None = None
+    reply_to: str | None = None
+    extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    list_unsubscribe: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +63,13 @@ class MessagePipeline:
     """Render in a child process with this much CPU time (``isolated_render``): for renders a
     person asks for (preview, test send, the check before scheduling), where a costly template
     must not hold up the process. None renders in this process, as delivery does."""
+    one_to_one: OneToOneParts = OneToOneParts()
 
     def unsubscribe_url(self, job_id: int) -> str:
         return unsubscribe_url(self.base_url, self.secret, job_id)
 
     def render(
-        self, *, email: str, fields: Mapping[str, str], unsubscribe_url: str
+        self, *, email: str, fields: Mapping[str, Any], unsubscribe_url: str
     ) -> RenderedMessage:
         """The template for one recipient, before tracking: TemplateError when it cannot be."""
         context = render_context(
@@ -75,7 +88,7 @@ class MessagePipeline:
             rendered = dataclasses.replace(rendered, subject=self.subject_prefix + rendered.subject)
         return rendered
 
-    async def message_for(self, *, job_id: int, email: str, fields: Mapping[str, str]) -> bytes:
+    async def message_for(self, *, job_id: int, email: str, fields: Mapping[str, Any]) -> bytes:
         """The signed message bytes for job ``job_id``; its new links are in the database on
         return. EdmError (a TemplateError above all) when this recipient's data cannot be used."""
         link = self.unsubscribe_url(job_id)
@@ -88,7 +101,16 @@ class MessagePipeline:
         self, *, job_id: int, email: str, rendered: RenderedMessage, unsubscribe_url: str
     ) -> bytes:
         """The message bytes of a rendered (and tracked) message, signed."""
+        parts = self.one_to_one
         message = self.skeleton.build(
-            job_id=job_id, to_address=email, rendered=rendered, unsubscribe_url=unsubscribe_url
+            job_id=job_id,
+            to_address=email,
+            rendered=rendered,
+            unsubscribe_url=unsubscribe_url,
+            to_name=parts.to_name,
+            extra_headers=parts.extra_headers,
+            reply_to=parts.reply_to,
+            list_unsubscribe=parts.list_unsubscribe,
+            attachments=parts.attachments,
         )
         return message if self.signer is None else self.signer.sign(message)

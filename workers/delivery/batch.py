@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from campaigns.bounces.verp import message_id_tagger, return_path_for
 from campaigns.content.dkim import DkimSigner
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate
 from campaigns.core.errors import EdmError
+from campaigns.core.job_predicates import campaign_is_stream
 from campaigns.core.models import Campaign, CampaignState, JobState, utc_now
 from campaigns.core.reply_classes import (
     ReplyClass,
@@ -42,6 +45,7 @@ from campaigns.lifecycle.campaign_service import campaign_template
 from campaigns.lists.suppression import SuppressionReason
 from campaigns.tracking.links import LinkTracker
 from campaigns.tracking.message_pipeline import MessagePipeline
+from campaigns.transactional.content import delivery_pipeline
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
 from workers.relays.relay_set import RelaySet, recipient_domain
@@ -61,7 +65,8 @@ class PreparedCampaign:
     """What a worker needs to send a campaign, built once per process and campaign."""
 
     id: int
-    pipeline: MessagePipeline
+    pipeline: MessagePipeline | None
+    """None for a transactional stream: each of its messages brings its own."""
     bounce_domain: str
     relay_names: tuple[str, ...] | None = None
     """The relays the campaign may send through; None means every relay."""
@@ -78,6 +83,8 @@ class PreparedCampaign:
             campaign = session.get(Campaign, campaign_id)
             if campaign is None:
                 raise EdmError(f"campaign {campaign_id} not found")
+            if session.scalar(select(campaign_is_stream()).where(Campaign.id == campaign_id)):
+                return cls(id=campaign.id, pipeline=None, bounce_domain=settings.bounce_domain)
             skeleton = MessageSkeleton(
                 from_address=campaign.from_address,
                 campaign_uuid=campaign.uuid,
@@ -284,9 +291,12 @@ async def _deliver_one(
     attempts = job.attempts + 1
     try:
         campaign = context.prepared(job.campaign_id)
-        message = await campaign.pipeline.message_for(
-            job_id=job.job_id, email=job.email, fields=job.fields
-        )
+        pipeline = campaign.pipeline
+        if pipeline is None:
+            pipeline = await asyncio.to_thread(
+                delivery_pipeline, context.database, job.job_id, context.settings, context.signer
+            )
+        message = await pipeline.message_for(job_id=job.job_id, email=job.email, fields=job.fields)
     except EdmError as error:
         # Data that cannot be rendered fails this recipient only, with the reason recorded.
         return JobOutcome(
@@ -298,7 +308,8 @@ async def _deliver_one(
             attempts=attempts,
             first_attempt_at=first_attempt_at,
         )
-    sender = return_path_for(context.settings.secret, job.job_id, campaign.bounce_domain)
+    bounce_domain = campaign.bounce_domain or pipeline.skeleton.sender_domain
+    sender = return_path_for(context.settings.secret, job.job_id, bounce_domain)
     try:
         if context.relays is None:
             result = await context.pool.send(

@@ -1,0 +1,232 @@
+"""Accepting one message: check it, render it once, record it durably, then publish it.
+
+The API and ``edm send`` both call ``submit_message``. Nothing is recorded unless every check
+passed; once it returns, the message is committed, so a lost publication (Redis restarted
+empty) only delays it until the dispatcher's pass publishes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from campaigns.content.templating import TemplateSource
+from campaigns.core.errors import InputError, StateError
+from campaigns.core.models import (
+    Job,
+    JobState,
+    Recipient,
+    RecipientList,
+    Suppression,
+    TransactionalMessage,
+    utc_now,
+)
+from campaigns.core.settings import Settings
+from campaigns.core.storage import Database
+from campaigns.lists.suppression import suppression_blocks
+from campaigns.transactional.content import (
+    INLINE_TEMPLATE,
+    named_template,
+    transactional_pipeline,
+)
+from campaigns.transactional.requests import CheckedRequest, MessageRequest, checked_request
+from campaigns.transactional.streams import stream_for
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+CHECK_JOB_ID = 0
+"""The job id a message is rendered with before it has one."""
+
+Publish = Callable[[Sequence[int]], None]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    job_id: int
+    duplicate: bool
+    """The idempotency key was seen within a day: this is the first message, nothing new."""
+
+
+def submit_message(
+    database: Database,
+    request: MessageRequest,
+    *,
+    settings: Settings,
+    idempotency_scope: str,
+    publish: Publish,
+    now: datetime | None = None,
+) -> Accepted:
+    """Record one message and publish it; InputError (nothing recorded) when it cannot be sent
+    as given, StateError when its address is suppressed for a reason that stops this mail."""
+    now = now or utc_now()
+    checked = checked_request(
+        request,
+        default_from=settings.tx_from_address,
+        max_attachment_bytes=settings.tx_max_attachment_bytes,
+    )
+    key = request.idempotency_key
+    if key is not None:
+        earlier = _earlier_message(database, idempotency_scope, key, now)
+        if earlier is not None:
+            return earlier
+    _check_suppression(database, checked)
+    message = _message_row(checked, settings, idempotency_scope)
+    stream = stream_for(database, request.category)
+    _check_renders(message, checked, settings, stream.campaign_uuid)
+    accepted = _record(database, message, checked, stream.campaign_id, now)
+    if not accepted.duplicate:
+        try:
+            publish([accepted.job_id])
+        except Exception as error:
+            # Committed already: the dispatcher publishes it again once it is stale.
+            log.warning("transactional message %s not published: %s", accepted.message_id, error)
+    return accepted
+
+
+def _earlier_message(database: Database, scope: str, key: str, now: datetime) -> Accepted | None:
+    with database.session() as session:
+        row = session.execute(
+            select(
+                TransactionalMessage.uuid,
+                TransactionalMessage.job_id,
+                TransactionalMessage.created_at,
+            ).where(
+                TransactionalMessage.idempotency_scope == scope,
+                TransactionalMessage.idempotency_key == key,
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.created_at > now - IDEMPOTENCY_WINDOW:
+            return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
+        # A day old: the key is free for a new message; the old one keeps its id.
+        session.execute(
+            update(TransactionalMessage)
+            .where(TransactionalMessage.job_id == row.job_id)
+            .values(idempotency_key=None)
+        )
+        return None
+
+
+def _check_suppression(database: Database, checked: CheckedRequest) -> None:
+    with database.session() as session:
+        reason = session.scalar(
+            select(Suppression.reason).where(Suppression.email_key == checked.to_key)
+        )
+    if reason is not None and suppression_blocks(reason, checked.request.category):
+        raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
+
+
+def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> TransactionalMessage:
+    request = checked.request
+    if request.template is not None:
+        source = named_template(request.template, settings.templates_dir)
+    else:
+        source = TemplateSource(
+            name=INLINE_TEMPLATE,
+            subject=request.subject or "",
+            html=request.html or "",
+            text=request.text,
+        )
+    return TransactionalMessage(
+        uuid=str(uuid.uuid4()),
+        category=request.category,
+        idempotency_scope=scope,
+        idempotency_key=request.idempotency_key,
+        from_address=checked.from_address,
+        reply_to=request.reply_to,
+        to_name=request.to_name,
+        template_name=request.template,
+        subject_template=source.subject,
+        html_template=source.html,
+        text_template=source.text,
+        headers=checked.headers,
+        tags=list(request.tags),
+        track=request.track,
+        attachments=[
+            {
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "content": given.content_base64,
+            }
+            for attachment, given in zip(checked.attachments, request.attachments, strict=True)
+        ],
+    )
+
+
+def _check_renders(
+    message: TransactionalMessage, checked: CheckedRequest, settings: Settings, stream_uuid: str
+) -> None:
+    """Render and build it as its worker will: a missing merge field, a bad address or header
+    is the caller's error now, not a failed job later."""
+    pipeline = transactional_pipeline(
+        message,
+        stream_uuid=stream_uuid,
+        settings=settings,
+        render_cpu_limit_s=settings.template_render_cpu_s,
+    )
+    unsubscribe_url = pipeline.unsubscribe_url(CHECK_JOB_ID)
+    rendered = pipeline.render(
+        email=checked.to, fields=checked.request.data, unsubscribe_url=unsubscribe_url
+    )
+    pipeline.build(
+        job_id=CHECK_JOB_ID, email=checked.to, rendered=rendered, unsubscribe_url=unsubscribe_url
+    )
+
+
+def _record(
+    database: Database,
+    message: TransactionalMessage,
+    checked: CheckedRequest,
+    stream_campaign_id: int,
+    now: datetime,
+) -> Accepted:
+    """One transaction: the message's list, recipient, job and content. A second request with
+    the same key that got this far loses on the unique key and gets the first one's id."""
+    try:
+        with database.session() as session:
+            recipient_list = RecipientList(name=f"tx:{message.uuid}", field_names=[])
+            session.add(recipient_list)
+            session.flush()
+            recipient = Recipient(
+                list_id=recipient_list.id,
+                email=checked.to,
+                email_key=checked.to_key,
+                fields=dict(checked.request.data),
+            )
+            session.add(recipient)
+            session.flush()
+            # Marked as dispatched: the caller publishes it at once; the dispatcher only
+            # publishes it again if that was lost.
+            job = Job(
+                campaign_id=stream_campaign_id,
+                recipient_id=recipient.id,
+                state=JobState.QUEUED,
+                attempts=0,
+                dispatched_at=now,
+                updated_at=now,
+            )
+            session.add(job)
+            session.flush()
+            message.job_id = job.id
+            message.list_id = recipient_list.id
+            message.created_at = now
+            session.add(message)
+            session.flush()
+            return Accepted(message_id=message.uuid, job_id=job.id, duplicate=False)
+    except IntegrityError:
+        key = message.idempotency_key
+        if key is None:
+            raise
+        earlier = _earlier_message(database, message.idempotency_scope, key, now)
+        if earlier is None:
+            raise InputError("Idempotency-Key: in use by a message being recorded; retry") from None
+        return earlier
