@@ -19,6 +19,7 @@ from dashboard import (
     api_campaigns,
     api_lists,
     api_templates,
+    api_transactional,
     api_workers,
     auth_pages,
     metrics,
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(api_lists.router)
     app.include_router(api_campaigns.router)
     app.include_router(api_templates.router)
+    app.include_router(api_transactional.router)
     app.include_router(api_workers.router)
     app.include_router(metrics.router)
     app.include_router(pages_campaigns.router)
@@ -126,6 +128,11 @@ def create_app(
     def me(user: CurrentUser) -> AccountOut:
         return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
 
-    app.add_middleware(RequestBodyLimit, max_body_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        RequestBodyLimit,
+        max_body_bytes=settings.max_upload_bytes,
+        # JSON is parsed whole: a message's body is bounded by its attachments, not by uploads.
+        path_limits={"/api/tx": settings.tx_max_attachment_bytes * 4 // 3 + 4 * 1024 * 1024},
+    )
     add_security_headers(app)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from campaigns.core.errors import NotFound
 from campaigns.core.events import campaign_counters, job_history
+from campaigns.core.job_predicates import campaign_is_stream
 from campaigns.core.models import (
     PENDING_JOB_STATES,
     Campaign,
@@ -131,6 +132,7 @@ def campaign_rows(database: Database, *, limit: int = 200) -> list[CampaignRow]:
         rows = session.execute(
             select(Campaign, RecipientList.name)
             .join(RecipientList, RecipientList.id == Campaign.list_id)
+            .where(~campaign_is_stream())
             .order_by(Campaign.id.desc())
             .limit(limit)
         ).all()

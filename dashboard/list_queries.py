@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from campaigns.core.errors import NotFound
 from campaigns.core.models import Recipient, RecipientList
 from campaigns.core.storage import Database
+from campaigns.transactional.streams import transactional_list_ids
 
 MAX_PAGE = 200
 
@@ -85,7 +86,11 @@ def list_summaries(database: Database) -> list[ListSummary]:
             ListSummary(
                 row.id, row.name, counts.get(row.id, 0), list(row.field_names), row.created_at
             )
-            for row in session.scalars(select(RecipientList).order_by(RecipientList.name))
+            for row in session.scalars(
+                select(RecipientList)
+                .where(RecipientList.id.not_in(transactional_list_ids()))
+                .order_by(RecipientList.name)
+            )
         ]
 
 

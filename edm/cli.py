@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.set_defaults(handler="campaigns:retry")
 
+    _add_send_command(commands)
     _add_suppression_commands(commands)
     _add_dkim_commands(commands)
     _add_bounce_commands(commands)
@@ -175,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dashboard_commands(commands)
     return parser
+
+
+def _add_send_command(commands: Any) -> None:
+    send = commands.add_parser(
+        "send", help="send one transactional message (what POST /api/tx does)"
+    )
+    send.add_argument("--to", required=True, metavar="ADDRESS")
+    content = send.add_mutually_exclusive_group(required=True)
+    content.add_argument("--template", metavar="NAME", help="a template name")
+    content.add_argument("--subject", metavar="TEXT", help="with --html-file: inline content")
+    send.add_argument("--html-file", type=Path, metavar="FILE")
+    send.add_argument("--text-file", type=Path, metavar="FILE")
+    send.add_argument("--data", metavar="JSON", help="merge fields as a JSON object")
+    send.add_argument("--from", dest="from_address", metavar="ADDRESS")
+    send.add_argument(
+        "--idempotency-key", metavar="KEY", help="the same key within 24 h sends once"
+    )
+    send.add_argument("--json", action="store_true")
+    send.set_defaults(handler="send:send")
 
 
 def _add_suppression_commands(commands: Any) -> None:

@@ -39,7 +39,12 @@ def make_celery(settings: Settings, broker_url: str) -> Celery:
         # One batch at a time per process, so a busy process does not sit on batches others
         # could be sending.
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # "priority": a worker reads its queues in the order given (the transactional queue
+        # first) instead of Redis's default round robin.
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "queue_order_strategy": "priority",
+        },
         task_time_limit=BATCH_TIME_LIMIT_S,
         # No soft time limit: it raises inside the event loop wherever it happens to be, which
         # can hand back jobs whose messages are still being sent, or leave a half-run batch on

@@ -22,6 +22,7 @@ from workers.celery_app import app, broker_url_from_env
 from workers.liveness import queue_depth
 from workers.redis_keys import dispatcher_lock_key
 from workers.tasks import DELIVER_BATCH
+from workers.transactional_lane import publish_on
 
 log = logging.getLogger("edm.dispatcher")
 
@@ -37,12 +38,16 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     def publish(job_ids: Sequence[int]) -> None:
         app.send_task(DELIVER_BATCH, args=[list(job_ids)], queue=settings.queue_name)
 
+    def publish_transactional(job_ids: Sequence[int]) -> None:
+        publish_on(app, settings, job_ids)
+
     def queued_batches() -> int:
         return queue_depth(client, settings.queue_name)
 
     dispatcher = Dispatcher(
         database,
         publish=publish,
+        publish_transactional=publish_transactional,
         queue_depth=queued_batches,
         limits=DispatchLimits(
             batch_size=settings.batch_size,

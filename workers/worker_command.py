@@ -20,6 +20,7 @@ from workers.embedded_redis import check_redis, redacted_url, resolve_redis_url
 from workers.liveness import worker_hostname
 from workers.relays.config import RelayConfig, load_relay_config
 from workers.smtp.pool import SmtpPool
+from workers.transactional_lane import transactional_lane, transactional_queue
 
 
 def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> None:
@@ -40,10 +41,10 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
             signing = f"DKIM {signer.algorithm} d={signer.domain} s={signer.selector}"
         print(
             f"edm worker: broker {redacted_url(redis_url)}, {_describe_relays(relays)}, "
-            f"{signing}, {concurrency} processes",
+            f"{signing}, {concurrency} processes, {settings.tx_processes} transactional",
             flush=True,
         )
-        with _dispatcher_process(enabled=dispatcher):
+        with _dispatcher_process(enabled=dispatcher), transactional_lane(settings):
             # The app was made when this module was imported, maybe before the URL was known.
             app.conf["broker_url"] = redis_url
             app.worker_main(
@@ -51,7 +52,9 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
                     "worker",
                     f"--concurrency={concurrency}",
                     "--pool=prefork",
-                    f"--queues={settings.queue_name}",
+                    # Transactional first: with the ``priority`` queue order a free process
+                    # takes one-to-one mail before the next campaign batch.
+                    f"--queues={transactional_queue(settings)},{settings.queue_name}",
                     f"--hostname={worker_hostname(os.getpid(), socket.gethostname())}",
                     "--loglevel=INFO",
                     "--without-mingle",

@@ -1,0 +1,126 @@
+"""The transactional lane: a queue of its own for one-to-one mail, and processes that take
+nothing else.
+
+Campaign batches can keep every campaign process busy for minutes. A transactional message is
+published on ``<queue>.tx`` the moment it is committed; ``edm worker`` runs
+``EDM_TX_PROCESSES`` processes that consume only that queue, so it never waits for a batch to
+end, and its campaign processes list it first with Redis's ``priority`` queue order, so they
+take it before the next batch whenever they are free. Both lanes run the same task on the same
+relays, limits and DKIM key. Started as ``python -m workers.transactional_lane``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+
+from celery import Celery
+
+from campaigns.core.settings import Settings
+from workers.celery_app import app, make_celery
+from workers.child_processes import die_with_parent_hook
+from workers.embedded_redis import known_redis_url
+from workers.liveness import worker_hostname
+from workers.tasks import DELIVER_BATCH
+
+log = logging.getLogger("edm.transactional")
+
+PUBLISH_TIMEOUT_S = 2.0
+"""A request waits at most about this long for Redis: the message is committed already, and the
+dispatcher publishes it again if this fails."""
+
+
+def transactional_queue(settings: Settings) -> str:
+    return f"{settings.queue_name}.tx"
+
+
+def publish_on(celery: Celery, settings: Settings, job_ids: Sequence[int]) -> None:
+    celery.send_task(
+        DELIVER_BATCH,
+        args=[list(job_ids)],
+        queue=transactional_queue(settings),
+        retry=False,
+    )
+
+
+def publisher_for(settings: Settings) -> functools.partial[None] | None:
+    """What the API and ``edm send`` publish with; None when no Redis is known (no worker has
+    started an embedded one yet), which leaves the message to the dispatcher."""
+    url = known_redis_url(settings.redis_url, settings.data_dir)
+    if not url:
+        return None
+    return functools.partial(publish_on, _producer(url, settings), settings)
+
+
+_producers: dict[str, Celery] = {}
+"""One per broker URL and process: its connection pool is reused by every request."""
+
+
+def _producer(url: str, settings: Settings) -> Celery:
+    if url in _producers:
+        return _producers[url]
+    producer = make_celery(settings, url)
+    producer.conf.broker_connection_timeout = PUBLISH_TIMEOUT_S
+    producer.conf.broker_transport_options = {
+        **producer.conf.broker_transport_options,
+        "socket_timeout": PUBLISH_TIMEOUT_S,
+        "socket_connect_timeout": PUBLISH_TIMEOUT_S,
+    }
+    _producers[url] = producer
+    return producer
+
+
+def publish_or_leave(settings: Settings, job_ids: Sequence[int]) -> None:
+    publish = publisher_for(settings)
+    if publish is None:
+        log.warning("no Redis known yet: the dispatcher will publish job(s) %s", list(job_ids))
+        return
+    publish(job_ids)
+
+
+@contextlib.contextmanager
+def transactional_lane(settings: Settings) -> Iterator[None]:
+    """``EDM_TX_PROCESSES`` processes consuming only the transactional queue, while inside."""
+    if settings.tx_processes == 0:
+        yield
+        return
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.transactional_lane"], preexec_fn=die_with_parent_hook()
+    )
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    # ``edm worker`` exported the broker's URL before starting this process.
+    app.conf["broker_url"] = os.environ.get("EDM_REDIS_URL") or app.conf["broker_url"]
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={settings.tx_processes}",
+            "--pool=prefork",
+            f"--queues={transactional_queue(settings)}",
+            f"--hostname=tx-{worker_hostname(os.getpid(), socket.gethostname())}",
+            "--loglevel=INFO",
+            "--without-mingle",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
