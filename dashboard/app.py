@@ -84,7 +84,9 @@ def create_app(
         title="edm dashboard",
         version=API_VERSION,
         description=(
-            "Drive and watch bulk email campaigns. Authenticate with an API token from "
+            "Drive and watch bulk email campaigns, and send one-to-one (transactional) mail "
+            "with `POST /api/tx`: a marketing unsubscribe does not block the `transactional` "
+            "category, hard bounces and complaints do. Authenticate with an API token from "
             "`edm users token --email E`, sent as `Authorization: Bearer <token>`."
         ),
         docs_url=None,
