@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import ConfigError
 from campaigns.core.settings import PROJECT_ROOT, Settings
 from campaigns.core.templates_location import default_templates_dir, example_templates_dir
-from campaigns.content.templating import TemplateSource
 from dashboard.template_files import save_template
 
 SHIPPED_SUBJECT = "News for {{ first_name }}\n"
