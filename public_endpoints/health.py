@@ -74,7 +74,9 @@ def health_router(database: Database, *, redis_url: str, data_dir: Path) -> APIR
     """``redis_url`` is the configured one (may be empty); without it, the Redis a worker of the
     installation in ``data_dir`` published is checked, and with neither only the database."""
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="edm-health")
-    database_check = BoundedCheck("database", database.ping, executor)
+    database_check = BoundedCheck(
+        "database", lambda: database.ping(statement_timeout_s=CHECK_TIMEOUT_S), executor
+    )
     redis_checks: dict[str, BoundedCheck] = {}
     router = APIRouter(include_in_schema=False)
 
