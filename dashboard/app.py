@@ -33,7 +33,7 @@ from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
-from dashboard.upload_limit import RequestBodyLimit
+from public_endpoints.body_limit import BodyLimit, RequestBodyLimit, public_body_limit
 from public_endpoints.health import health_router
 from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
@@ -126,6 +126,14 @@ def create_app(
     def me(user: CurrentUser) -> AccountOut:
         return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
 
-    app.add_middleware(RequestBodyLimit, max_body_bytes=settings.max_upload_bytes)
+    upload_limit = BodyLimit(
+        settings.max_upload_bytes,
+        "EDM_MAX_UPLOAD_BYTES",
+        hint="import bigger files with `edm lists import`",
+    )
+    app.add_middleware(
+        RequestBodyLimit,
+        limit_for=lambda path: public_body_limit(path, settings) or upload_limit,
+    )
     add_security_headers(app)
     return app

@@ -27,6 +27,9 @@ log = logging.getLogger("edm.health")
 CHECK_TIMEOUT_S = 1.5
 """A service that has not answered by then counts as down."""
 NO_CACHE = {"Cache-Control": "no-store"}
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+HEALTH_PATHS = (HEALTHZ_PATH, READYZ_PATH)
 
 
 class BoundedCheck:
@@ -92,11 +95,11 @@ def health_router(database: Database, *, redis_url: str, data_dir: Path) -> APIR
             )
         return redis_checks[url]
 
-    @router.get("/healthz")
+    @router.get(HEALTHZ_PATH)
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"}, headers=NO_CACHE)
 
-    @router.get("/readyz")
+    @router.get(READYZ_PATH)
     async def readyz() -> JSONResponse:
         checks = [check for check in (database_check, redis_check()) if check is not None]
         outcomes = await asyncio.gather(*(check.passes() for check in checks))
