@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,7 @@ from campaigns.tracking.routes import UNSUBSCRIBE_PATH, TokenPurpose
 from campaigns.tracking.tokens import sign_job_token
 from public_endpoints.body_limit import PUBLIC_BODY_MAX_BYTES
 from tests.bounce_mail import SentJob, sent_jobs
-from tests.conftest import _stop_process_group, wait_until
-from tests.tracking_helpers import accepts_connections, free_port
+from tests.tracking_helpers import edm_web_server
 
 SECRET = "body-limit-secret"
 CHUNK_BYTES = 1024
@@ -47,22 +44,8 @@ def served(
     environment.update(
         EDM_DATA_DIR=str(tmp_path / "data"), EDM_DATABASE_URL=database_url, EDM_SECRET_KEY=SECRET
     )
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "edm", request.param, "--host", "127.0.0.1"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        assert wait_until(lambda: accepts_connections(port), timeout_s=60), log_path.read_text()
+    with edm_web_server(request.param, environment, tmp_path / "server.log") as port:
         yield Served(port, job)
-    finally:
-        _stop_process_group(process)
 
 
 def suppressed(database: Database) -> list[str]:
