@@ -99,7 +99,7 @@ def _scheduled_batches(data_dir: Path, rows: int, *, tracking: bool) -> list[lis
         list_name="bench",
         template="newsletter",
         from_address=SENDER,
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
         tracking=tracking,
     )
     schedule_campaign(database, campaign.id, send_at=utc_now())

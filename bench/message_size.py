@@ -17,7 +17,7 @@ TEMPLATE = "newsletter"
 def project_message_bytes(email: str, fields: dict[str, str], *, sender: str) -> int:
     """Size of the project's message for one recipient, as sent (before SMTP dot-stuffing)."""
     settings = Settings()
-    compiled = CompiledTemplate(load_template(TEMPLATE, settings.templates_dir))
+    compiled = CompiledTemplate(load_template(TEMPLATE, settings.resolved_templates_dir))
     link = unsubscribe_url("https://mail.bench.example", b"bench-secret", 1)
     rendered = compiled.render(
         render_context(campaign_name="Bench", email=email, fields=fields, unsubscribe_url=link)

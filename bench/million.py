@@ -81,7 +81,7 @@ def run_million(
             list_name=LIST_NAME,
             template="newsletter",
             from_address=SENDER,
-            templates_dir=settings.templates_dir,
+            templates_dir=settings.resolved_templates_dir,
         )
         started = time.monotonic()
         jobs = schedule_campaign(database, campaign.id, send_at=utc_now()).jobs

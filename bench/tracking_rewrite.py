@@ -35,7 +35,7 @@ def per_call_us(function: Callable[[int], object], calls: int) -> float:
 
 
 def main() -> None:
-    compiled = CompiledTemplate(load_template("newsletter", Settings().templates_dir))
+    compiled = CompiledTemplate(load_template("newsletter", Settings().resolved_templates_dir))
     link = unsubscribe_url(BASE_URL, SECRET, 1)
     context = render_context(
         campaign_name="News", email="ana@example.com", fields=FIELDS, unsubscribe_url=link

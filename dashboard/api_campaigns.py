@@ -153,7 +153,7 @@ def post_campaign(
         list_name=body.list,
         template=checked_name(body.template),
         from_address=body.from_address,
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
         subject=body.subject or None,
         tracking=body.tracking,
         relays=body.relays,

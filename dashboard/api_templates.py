@@ -92,7 +92,7 @@ def _source(settings: Settings, template: str | None, body: TemplateBody | None)
         )
     if not template:
         raise InputError("template: name a saved template or give its source")
-    return read_template(settings.templates_dir, template)
+    return read_template(settings.resolved_templates_dir, template)
 
 
 def _recipient(database: Database, request: PreviewRequest) -> tuple[str, dict[str, str]]:
@@ -114,19 +114,19 @@ def _recipient(database: Database, request: PreviewRequest) -> tuple[str, dict[s
 
 @router.get("", summary="Templates in EDM_TEMPLATES_DIR")
 def get_templates(settings: SettingsDep) -> list[TemplateSummary]:
-    return summaries(settings.templates_dir)
+    return summaries(settings.resolved_templates_dir)
 
 
 @router.get("/{name}", summary="A template's parts")
 def get_template(name: TemplateName, settings: SettingsDep) -> TemplateOut:
-    source = read_template(settings.templates_dir, name)
+    source = read_template(settings.resolved_templates_dir, name)
     return TemplateOut(name=source.name, subject=source.subject, html=source.html, text=source.text)
 
 
 @router.put("/{name}", summary="Save a template (compiled first: a broken one is not written)")
 def put_template(name: TemplateName, body: TemplateBody, settings: SettingsDep) -> TemplateOut:
     source = save_template(
-        settings.templates_dir,
+        settings.resolved_templates_dir,
         TemplateSource(name=name, subject=body.subject, html=body.html, text=body.text),
     )
     return TemplateOut(name=source.name, subject=source.subject, html=source.html, text=source.text)

@@ -34,7 +34,7 @@ from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
-from dashboard.upload_limit import RequestBodyLimit
+from public_endpoints.body_limit import BodyLimit, RequestBodyLimit, public_body_limit
 from public_endpoints.health import health_router
 from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
@@ -130,11 +130,25 @@ def create_app(
     def me(user: CurrentUser) -> AccountOut:
         return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
 
+    upload_limit = BodyLimit(
+        settings.max_upload_bytes,
+        "EDM_MAX_UPLOAD_BYTES",
+        hint="import bigger files with `edm lists import`",
+    )
+    # JSON is parsed whole: a message's body is bounded by its attachments, not by uploads.
+    transactional_limit = BodyLimit(
+        settings.tx_max_attachment_bytes * 4 // 3 + 4 * 1024 * 1024,
+        "EDM_TX_MAX_ATTACHMENT_BYTES (base64) plus 4 MiB",
+    )
+
+    def limit_for(path: str) -> BodyLimit:
+        if path == "/api/tx":
+            return transactional_limit
+        return public_body_limit(path, settings) or upload_limit
+
     app.add_middleware(
         RequestBodyLimit,
-        max_body_bytes=settings.max_upload_bytes,
-        # JSON is parsed whole: a message's body is bounded by its attachments, not by uploads.
-        path_limits={"/api/tx": settings.tx_max_attachment_bytes * 4 // 3 + 4 * 1024 * 1024},
+        limit_for=limit_for,
     )
     add_security_headers(app)
     return app

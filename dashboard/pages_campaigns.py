@@ -93,7 +93,7 @@ def _new_form(
         {
             "section": "Campaigns",
             "lists": list_summaries(database),
-            "templates": template_names(settings.templates_dir),
+            "templates": template_names(settings.resolved_templates_dir),
             "relays": relays,
             "values": values or {"tracking": True},
             "error": error,
@@ -139,7 +139,7 @@ def create_campaign_form(
             list_name=list_name,
             template=checked_name(template),
             from_address=from_address,
-            templates_dir=settings.templates_dir,
+            templates_dir=settings.resolved_templates_dir,
             subject=subject or None,
             tracking=bool(tracking),
             relays=[relay] if relay else [],

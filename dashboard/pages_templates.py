@@ -41,7 +41,11 @@ def _templates_page(
     return render(
         request,
         "templates.html",
-        {"section": "Templates", "templates": summaries(settings.templates_dir), "error": error},
+        {
+            "section": "Templates",
+            "templates": summaries(settings.resolved_templates_dir),
+            "error": error,
+        },
         status_code=status,
     )
 
@@ -59,11 +63,11 @@ def new_template(
     copy_of: Annotated[Text, Form(max_length=64)] = "",
 ) -> Response:
     try:
-        if name in template_names(settings.templates_dir):
+        if name in template_names(settings.resolved_templates_dir):
             raise EdmError(f"a template named {name!r} exists already: open it to edit it")
-        start = read_template(settings.templates_dir, copy_of) if copy_of else STARTER
+        start = read_template(settings.resolved_templates_dir, copy_of) if copy_of else STARTER
         save_template(
-            settings.templates_dir,
+            settings.resolved_templates_dir,
             TemplateSource(name=name, subject=start.subject, html=start.html, text=start.text),
         )
     except EdmError as error:
@@ -75,7 +79,7 @@ def new_template(
 def template_page(
     request: Request, name: TemplateName, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
-    source = read_template(settings.templates_dir, name)
+    source = read_template(settings.resolved_templates_dir, name)
     return render(
         request,
         "template_edit.html",

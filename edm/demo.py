@@ -55,7 +55,7 @@ def run_demo(settings: Settings, *, serve_port: int | None = None) -> None:
         list_name="demo",
         template=DEMO_TEMPLATE,
         from_address=DEMO_SENDER,
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
     )
 
     mail_folder = demo_dir / "mail"

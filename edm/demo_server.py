@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from dataclasses import replace
 
 import uvicorn
@@ -11,6 +10,7 @@ from rich.console import Console
 
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
+from campaigns.core.templates_location import TEMPLATES_FOLDER_NAME, copy_examples_once
 from dashboard.accounts import create_user
 from dashboard.server import build_dashboard
 
@@ -24,9 +24,11 @@ def serve_demo_dashboard(
 
     password = secrets.token_urlsafe(12)
     create_user(database, DEMO_ACCOUNT, password)
-    # Edits made in the dashboard go to a copy: the shipped examples stay as they are.
-    templates_dir = settings.data_dir / "templates"
-    shutil.copytree(settings.templates_dir, templates_dir, dirs_exist_ok=True)
+    # Edits made in the dashboard go to the demo's own copy: the templates the demo sent from
+    # (a checkout's, or the person's own in an installed copy) stay as they are.
+    templates_dir = copy_examples_once(
+        settings.resolved_templates_dir, settings.data_dir / TEMPLATES_FOLDER_NAME
+    )
     # Without EDM_REDIS_URL the worker published its private Redis in the demo folder, where
     # the dashboard's monitor looks for it.
     app = build_dashboard(replace(settings, templates_dir=templates_dir), database=database)

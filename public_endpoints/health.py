@@ -27,6 +27,9 @@ log = logging.getLogger("edm.health")
 CHECK_TIMEOUT_S = 1.5
 """A service that has not answered by then counts as down."""
 NO_CACHE = {"Cache-Control": "no-store"}
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+HEALTH_PATHS = (HEALTHZ_PATH, READYZ_PATH)
 
 
 class BoundedCheck:
@@ -74,7 +77,9 @@ def health_router(database: Database, *, redis_url: str, data_dir: Path) -> APIR
     """``redis_url`` is the configured one (may be empty); without it, the Redis a worker of the
     installation in ``data_dir`` published is checked, and with neither only the database."""
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="edm-health")
-    database_check = BoundedCheck("database", database.ping, executor)
+    database_check = BoundedCheck(
+        "database", lambda: database.ping(statement_timeout_s=CHECK_TIMEOUT_S), executor
+    )
     redis_checks: dict[str, BoundedCheck] = {}
     router = APIRouter(include_in_schema=False)
 
@@ -90,11 +95,11 @@ def health_router(database: Database, *, redis_url: str, data_dir: Path) -> APIR
             )
         return redis_checks[url]
 
-    @router.get("/healthz")
+    @router.get(HEALTHZ_PATH)
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"}, headers=NO_CACHE)
 
-    @router.get("/readyz")
+    @router.get(READYZ_PATH)
     async def readyz() -> JSONResponse:
         checks = [check for check in (database_check, redis_check()) if check is not None]
         outcomes = await asyncio.gather(*(check.passes() for check in checks))

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
 from public_endpoints.access_log import uvicorn_log_config
+from public_endpoints.body_limit import PUBLIC_ROUTE_LIMIT, RequestBodyLimit, public_body_limit
 from public_endpoints.health import health_router
 from public_endpoints.security_headers import add_security_headers
 from public_endpoints.tracking import tracking_router
@@ -24,6 +25,11 @@ def create_tracking_app(settings: Settings, *, database: Database | None = None)
     app.include_router(tracking_router(database, settings.secret))
     app.include_router(
         health_router(database, redis_url=settings.redis_url, data_dir=settings.data_dir)
+    )
+    # Every path here is public: one that is not a route still gets the tracking routes' bound.
+    app.add_middleware(
+        RequestBodyLimit,
+        limit_for=lambda path: public_body_limit(path, settings) or PUBLIC_ROUTE_LIMIT,
     )
     add_security_headers(app)
     return app

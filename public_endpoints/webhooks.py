@@ -43,6 +43,7 @@ log = logging.getLogger("edm.bounces")
 SubscriptionConfirmer = Callable[[str], None]
 """Visits an SNS SubscribeURL (already checked to be on an SNS host)."""
 
+WEBHOOKS_PREFIX = "/webhooks"
 MAX_EVENTS_PER_CALL = 1000
 """More events in one call are refused (413); providers batch far fewer."""
 RECEIVED = {"detail": "received"}
@@ -71,7 +72,7 @@ def webhook_router(
         confirm=confirm_subscription or _visit,
         clock=clock,
     )
-    router = APIRouter(prefix="/webhooks")
+    router = APIRouter(prefix=WEBHOOKS_PREFIX)
     router.post("/ses")(handlers.ses)
     router.post("/sendgrid")(handlers.sendgrid)
     router.post("/mailgun")(handlers.mailgun)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from pathlib import Path
+
+from tests.conftest import _stop_process_group, wait_until
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def edm_web_server(command: str, environment: Mapping[str, str], log_path: Path) -> Iterator[int]:
+    """``edm serve`` or ``edm track`` as a process of its own on a free loopback port, its
+    output in ``log_path``; yields the port once it accepts connections, stops it after."""
+    port = free_port()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edm", command, "--host", "127.0.0.1", "--port", str(port)],
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert wait_until(lambda: accepts_connections(port), timeout_s=60), log_path.read_text()
+        yield port
+    finally:
+        _stop_process_group(process)

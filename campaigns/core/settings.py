@@ -18,22 +18,11 @@ from typing import Any
 
 from campaigns.core.errors import ConfigError
 from campaigns.core.private_files import create_private_file, make_private_directory
+from campaigns.core.templates_location import default_templates_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN_POLICIES = ("hold", "retry")
-
-
-def example_templates_dir(project_root: Path = PROJECT_ROOT) -> Path:
-    """The checkout's ``templates/`` folder, the one people edit; in an installed copy, which has
-    no checkout, the example templates the wheel carries."""
-    checkout_templates = project_root / "templates"
-    if (project_root / "pyproject.toml").is_file() and checkout_templates.is_dir():
-        return checkout_templates
-    # Where setup.py maps the checkout's templates/ folder inside the wheel.
-    return project_root / "campaigns" / "content" / "example_templates"
-
-
-EXAMPLE_TEMPLATES_DIR = example_templates_dir()
+OPTIONAL_PATH_SETTINGS = frozenset({"templates_dir"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +67,10 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
-    templates_dir: Path = EXAMPLE_TEMPLATES_DIR
+    templates_dir: Path | None = None
+    """The email templates folder; none means the checkout's ``templates/``, or in an installed
+    copy ``data_dir/templates`` filled with the examples on first use (see
+    ``resolved_templates_dir``)."""
     template_render_cpu_s: float = 2.0
     """CPU time a preview, test send or scheduling check may spend rendering one message."""
     batch_size: int = 500
@@ -185,6 +177,13 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'edm.sqlite3').resolve()}"
 
     @functools.cached_property
+    def resolved_templates_dir(self) -> Path:
+        """The templates folder read and written; never inside the installed package."""
+        if self.templates_dir is not None:
+            return self.templates_dir
+        return default_templates_dir(self.data_dir, PROJECT_ROOT)
+
+    @functools.cached_property
     def secret(self) -> bytes:
         # Cached: every message signs tokens with it, and without EDM_SECRET_KEY it is a file.
         if self.secret_key:
@@ -209,7 +208,7 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if isinstance(default, float):
             return float(value)
-        if isinstance(default, Path):
+        if isinstance(default, Path) or name in OPTIONAL_PATH_SETTINGS:
             return Path(value).expanduser()
     except ValueError:
         raise ConfigError(f"EDM_{name.upper()}: expected a number, got {value!r}") from None

@@ -26,6 +26,9 @@ from campaigns.core.errors import ServiceUnavailable
 from campaigns.core.private_files import create_private_file, make_private_directory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""A server that accepts the connection and never answers fails the attempt instead of holding
+the caller forever (libpq waits without end by default); ``?connect_timeout=`` in the URL wins."""
 
 
 def make_engine(url: str) -> Engine:
@@ -37,7 +40,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in make_url(url).query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _create_private_database_file(path: Path) -> None:
@@ -118,10 +124,20 @@ class Database:
             reason = _first_line(error.orig or error)
             raise ServiceUnavailable(f"database {self.engine.url!r}: {reason}") from None
 
-    def ping(self) -> None:
-        """Raise ServiceUnavailable, in one line, unless the database answers a query."""
+    def ping(self, *, statement_timeout_s: float | None = None) -> None:
+        """Raise ServiceUnavailable, in one line, unless the database answers a query.
+
+        ``statement_timeout_s`` bounds the query on a PostgreSQL server that is up but stuck
+        (locks, load); a server that does not answer at all needs a deadline of the caller's.
+        """
         try:
-            with self.engine.connect() as connection:
+            with self.engine.begin() as connection:
+                if statement_timeout_s is not None and self.engine.dialect.name == "postgresql":
+                    # Local to this transaction: the pooled connection keeps no timeout.
+                    connection.execute(
+                        text("SELECT set_config('statement_timeout', :milliseconds, true)"),
+                        {"milliseconds": str(max(1, round(statement_timeout_s * 1000)))},
+                    )
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as error:
             reason = _first_line((error.orig or error) if isinstance(error, DBAPIError) else error)

@@ -128,7 +128,7 @@ def _check_suppression(database: Database, checked: CheckedRequest) -> None:
 def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> TransactionalMessage:
     request = checked.request
     if request.template is not None:
-        source = named_template(request.template, settings.templates_dir)
+        source = named_template(request.template, settings.resolved_templates_dir)
     else:
         source = TemplateSource(
             name=INLINE_TEMPLATE,

@@ -25,7 +25,7 @@ def create(args: argparse.Namespace, settings: Settings) -> None:
         template=args.template,
         from_address=args.from_address,
         subject=args.subject,
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
         tracking=not args.no_tracking,
         relays=args.relays,
         configured_relays=relay_names(settings) if args.relays else (),

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import redis
@@ -19,7 +22,14 @@ from workers.embedded_redis import check_redis, known_redis_url, redacted_url
 from workers.liveness import dispatcher_active, queue_depth, workers_online
 
 EXIT_PROBLEMS = 1
+DATABASE_TIMEOUT_S = 3.0
+"""For the query; the connection attempt has storage.POSTGRES_CONNECT_TIMEOUT_S."""
+DATABASE_DEADLINE_S = 5.0
+"""The whole database check, connecting included: a server that accepts and never answers
+must not hold a probe that systemd or Kubernetes is waiting on."""
 REDIS_TIMEOUT_S = 2.0
+REDIS_DEADLINE_S = 8.0
+"""The whole Redis check: PING, two reads and the broadcast to the workers."""
 INSPECT_TIMEOUT_S = 1.0
 """Workers answer a broadcast within milliseconds; one second leaves room for a loaded host."""
 NO_REDIS = "Redis: none configured (EDM_REDIS_URL) and no worker published one (start `edm worker`)"
@@ -53,17 +63,58 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def installation_status(settings: Settings) -> InstallationStatus:
-    status = InstallationStatus()
-    _read_database(settings, status)
-    _read_redis(settings, status)
-    return status
-
-
-def _read_database(settings: Settings, status: InstallationStatus) -> None:
+    """Database and Redis are read side by side, each within its deadline."""
     # Not open_database: a probe reads, it never migrates the schema.
     database = Database(settings.resolved_database_url)
+    database_part = InstallationStatus()
+    redis_part = InstallationStatus()
+    redis_url = known_redis_url(settings.redis_url, settings.data_dir)
+    redis_part.redis_url = redacted_url(redis_url)
+    started_at = time.monotonic()
+    database_reader = _started(lambda: _read_database(database, database_part))
+    redis_reader = _started(lambda: _read_redis(settings, redis_url, redis_part))
+    if not _finished(database_reader, started_at + DATABASE_DEADLINE_S):
+        where = f"database {database.engine.url!r}"
+        database_part = InstallationStatus(database=_no_answer(where, DATABASE_DEADLINE_S))
+        database_part.problems.append(database_part.database)
+    if not _finished(redis_reader, started_at + REDIS_DEADLINE_S):
+        where = f"Redis at {redis_part.redis_url}"
+        redis_part = InstallationStatus(
+            redis=_no_answer(where, REDIS_DEADLINE_S), redis_url=redis_part.redis_url
+        )
+        redis_part.problems.append(redis_part.redis)
+    return InstallationStatus(
+        database=database_part.database,
+        campaigns_sending=database_part.campaigns_sending,
+        redis=redis_part.redis,
+        redis_url=redis_part.redis_url,
+        workers_online=redis_part.workers_online,
+        dispatcher_active=redis_part.dispatcher_active,
+        queue_depth=redis_part.queue_depth,
+        problems=[*database_part.problems, *redis_part.problems],
+    )
+
+
+def _started(read: Callable[[], None]) -> threading.Thread:
+    # A daemon thread: a check still hung when the deadline passes does not keep the process.
+    reader = threading.Thread(target=read, name="edm-status", daemon=True)
+    reader.start()
+    return reader
+
+
+def _finished(reader: threading.Thread, deadline: float) -> bool:
+    """Whether ``reader`` ended by ``deadline`` (a ``time.monotonic()`` value)."""
+    reader.join(max(0.0, deadline - time.monotonic()))
+    return not reader.is_alive()
+
+
+def _no_answer(what: str, deadline_s: float) -> str:
+    return f"{what}: no answer within {deadline_s:g}s"
+
+
+def _read_database(database: Database, status: InstallationStatus) -> None:
     try:
-        database.ping()
+        database.ping(statement_timeout_s=DATABASE_TIMEOUT_S)
         status.campaigns_sending = campaigns_sending(database)
     except ServiceUnavailable as error:
         status.database = str(error)
@@ -75,13 +126,11 @@ def _read_database(settings: Settings, status: InstallationStatus) -> None:
         database.dispose()
 
 
-def _read_redis(settings: Settings, status: InstallationStatus) -> None:
-    url = known_redis_url(settings.redis_url, settings.data_dir)
+def _read_redis(settings: Settings, url: str, status: InstallationStatus) -> None:
     if not url:
         status.redis = NO_REDIS
         status.problems.append(NO_REDIS)
         return
-    status.redis_url = redacted_url(url)
     try:
         check_redis(url, timeout_s=REDIS_TIMEOUT_S)
         client = redis.Redis.from_url(

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from campaigns.tracking.tokens import sign_job_token, sign_link_token
 from public_endpoints.access_log import RedactedAccessLog, redacted_request_target
-from tests.conftest import _stop_process_group, wait_until
-from tests.tracking_helpers import accepts_connections, fetch, free_port
+from tests.tracking_helpers import edm_web_server, fetch
 
 SECRET_KEY = "test-secret"
 WEBHOOK_TOKEN = "postmark-webhook-secret-1234"
@@ -62,8 +59,6 @@ def _environment(database_url: str, tmp_path: Path) -> dict[str, str]:
 def _requests_logged_by(command: str, database_url: str, tmp_path: Path) -> tuple[str, list[str]]:
     """Serve with ``edm <command>``, request tracking URLs and the Postmark webhook with real
     tokens, stop; the server's whole output and the tokens it must not show."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
     secret = SECRET_KEY.encode()
     tokens = [
         sign_job_token(secret, "open", 1),
@@ -72,22 +67,12 @@ def _requests_logged_by(command: str, database_url: str, tmp_path: Path) -> tupl
         WEBHOOK_TOKEN,
     ]
     log_path = tmp_path / f"{command}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edm", command, "--host", "127.0.0.1", "--port", str(port)],
-            env=_environment(database_url, tmp_path),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        assert wait_until(lambda: accepts_connections(port), timeout_s=60), log_path.read_text()
+    with edm_web_server(command, _environment(database_url, tmp_path), log_path) as port:
+        base_url = f"http://127.0.0.1:{port}"
         fetch(f"{base_url}/o/{tokens[0]}.gif")
         fetch(f"{base_url}/c/{tokens[1]}")
         fetch(f"{base_url}/u/{tokens[2]}", data=b"List-Unsubscribe=One-Click")
         fetch(f"{base_url}/webhooks/postmark?token={WEBHOOK_TOKEN}", data=b"{}")
-    finally:
-        _stop_process_group(process)
     return log_path.read_text(), tokens
 
 

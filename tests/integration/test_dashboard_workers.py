@@ -54,7 +54,7 @@ def _campaign(database: Database, settings: Settings, tmp_path: Path, recipients
         list_name="people",
         template="newsletter",
         from_address="news@example.com",
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
     )
     return campaign.id
 
@@ -197,7 +197,7 @@ def test_the_workers_page_shows_the_measured_rate_of_the_relay_and_of_each_domai
         list_name="two",
         template="newsletter",
         from_address="news@example.com",
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.resolved_templates_dir,
     )
     start_worker(concurrency=1)
     schedule_campaign(edm_database, campaign.id, send_at=utc_now())

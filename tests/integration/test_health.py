@@ -1,11 +1,12 @@
 """``/healthz`` and ``/readyz`` on both web apps, and ``edm status``, against a real Redis, real
 databases and real ``edm worker`` processes; a service is made unreachable by pointing at a
-closed port."""
+closed port, or hung by pointing at a port that accepts connections and never answers."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,16 @@ def closed_redis_url() -> str:
 
 def closed_postgres_url() -> str:
     return normalise_database_url(f"postgresql://postgres@127.0.0.1:{free_port()}/edm")
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose connections the kernel completes and nobody ever reads or answers: a
+    database or Redis that hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
 
 
 def probe(app: FastAPI, path: str) -> tuple[int, dict]:
@@ -95,6 +106,24 @@ def test_readyz_names_both_when_neither_answers(make_app: AppFactory, tmp_path: 
 
     assert status_code == 503
     assert body == {"status": "unavailable", "failing": ["database", "redis"]}
+
+
+def test_readyz_answers_503_when_the_database_accepts_and_never_answers(
+    make_app: AppFactory, redis_url: str, silent_port: int, tmp_path: Path
+) -> None:
+    database = Database(f"postgresql+psycopg://postgres@127.0.0.1:{silent_port}/edm")
+    app = make_app(dashboard_settings(tmp_path, redis_url=redis_url), database)
+
+    assert probe(app, "/readyz") == (503, {"status": "unavailable", "failing": ["database"]})
+
+
+def test_readyz_answers_503_when_redis_accepts_and_never_answers(
+    make_app: AppFactory, database: Database, silent_port: int, tmp_path: Path
+) -> None:
+    hung_redis = f"redis://127.0.0.1:{silent_port}/0"
+    app = make_app(dashboard_settings(tmp_path, redis_url=hung_redis), database)
+
+    assert probe(app, "/readyz") == (503, {"status": "unavailable", "failing": ["redis"]})
 
 
 def test_readyz_checks_the_embedded_redis_a_worker_published(
@@ -196,3 +225,28 @@ def test_edm_status_without_any_redis_says_how_to_get_one(
         "edm status: Redis: none configured (EDM_REDIS_URL) and no worker published one "
         "(start `edm worker`)"
     ]
+
+
+def test_edm_status_gives_up_on_a_database_that_accepts_and_never_answers(
+    edm_env: dict[str, str], silent_port: int
+) -> None:
+    env = {
+        **edm_env,
+        "EDM_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{silent_port}/edm",
+        "EDM_REDIS_URL": f"redis://127.0.0.1:{silent_port}/0",
+    }
+
+    # Before the deadline, this ran into the subprocess timeout.
+    outcome = run_edm(["status", "--json"], env, timeout_s=60)
+
+    assert outcome.returncode != 0
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 2, outcome.stderr
+    assert lines[0] == (
+        f"edm status: database postgresql+psycopg://postgres@127.0.0.1:{silent_port}/edm: "
+        "no answer within 5s"
+    )
+    assert lines[1].startswith(f"edm status: Redis at redis://127.0.0.1:{silent_port}/0: ")
+    report = json.loads(outcome.stdout)
+    assert report["database"] == lines[0].removeprefix("edm status: ")
+    assert report["campaigns_sending"] is None

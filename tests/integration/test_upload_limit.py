@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _stop_process_group, run_edm, wait_until
-from tests.tracking_helpers import accepts_connections, free_port
+from tests.conftest import run_edm
+from tests.tracking_helpers import edm_web_server
 
 MAX_UPLOAD_BYTES = 4000
 
@@ -44,21 +42,8 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     )
     assert created.returncode == 0, created.stderr
     token = run_edm(["users", "token", "--email", "ops@example.com"], environment).stdout.strip()
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edm", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        assert wait_until(lambda: accepts_connections(port), timeout_s=60), log_path.read_text()
+    with edm_web_server("serve", environment, tmp_path / "serve.log") as port:
         yield Served(port, token, tmp_path / "data" / "uploads")
-    finally:
-        _stop_process_group(process)
 
 
 def _multipart(csv_text: str) -> tuple[bytes, str]:

@@ -555,7 +555,7 @@ def test_templates_are_listed_read_and_saved_only_when_they_compile(dashboard: D
     )
     assert saved.status_code == 200, saved.text
     assert saved.json()["text"] is None
-    assert (dashboard.settings.templates_dir / "welcome" / "body.html").read_text() == (
+    assert (dashboard.settings.resolved_templates_dir / "welcome" / "body.html").read_text() == (
         "<p>Hi {{ first_name }}</p>"
     )
     assert "welcome" in [t["name"] for t in dashboard.get("/api/templates").json()]

@@ -42,7 +42,7 @@ def served_app() -> Iterator[tuple[object, str]]:
                 list_name="people",
                 template="newsletter",
                 from_address="news@example.com",
-                templates_dir=settings_.templates_dir,
+                templates_dir=settings_.resolved_templates_dir,
             )
         schedule_campaign(database, campaign.id, send_at=utc_now())
         create_user(database, "admin@example.com", "correct horse battery")

@@ -198,7 +198,7 @@ def test_templates_are_created_from_a_copy_and_names_are_checked(
     )
     assert made.status_code == 303
     assert made.headers["location"] == "/templates/spring"
-    assert (dashboard.settings.templates_dir / "spring" / "body.html").exists()
+    assert (dashboard.settings.resolved_templates_dir / "spring" / "body.html").exists()
     taken = dashboard.client.post("/templates/new", data={"csrf_token": csrf, "name": "spring"})
     assert taken.status_code == 400
     assert "exists already" in taken.text
