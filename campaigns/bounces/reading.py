@@ -4,6 +4,10 @@ an automatic reply, or something else; and the clues that lead to its job.
 Order matters: a standard report is trusted first; automatic-reply markers are checked before
 the heuristic parser (out-of-office text can look like a bounce to it); the weak
 ``Auto-Submitted`` marker only after, since some MTAs put it on their bounces.
+
+Every step is bounded (:mod:`campaigns.bounces.reading_limits`); a message past a bound raises
+:class:`MailTooCostly`. :mod:`campaigns.bounces.isolated_reading` runs this in a child process
+with a CPU-time limit besides.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from campaigns.bounces.mail_parts import (
     parse_message,
     returned_headers,
 )
+from campaigns.bounces.reading_limits import MAX_MESSAGE_IDS, MAX_NONSTANDARD_BYTES
 from campaigns.core.smtp_replies import find_status
 
 log = logging.getLogger(__name__)
@@ -115,7 +120,8 @@ def read_mail(raw: bytes) -> MailReading:
         return MailReading(
             kind=MailKind.AUTO_REPLY, fingerprint=digest, note=f"marked by {marker}", **clues
         )
-    failures = _nonstandard_failures(message)
+    # Its own parse of a shorter window: its detectors' regexes scan every text part whole.
+    failures = _nonstandard_failures(parse_message(raw, max_bytes=MAX_NONSTANDARD_BYTES))
     if failures:
         return MailReading(
             kind=MailKind.NONSTANDARD_BOUNCE, fingerprint=digest, recipients=failures, **clues
@@ -151,7 +157,9 @@ def _clues(message: Message) -> _Clues:
     return {
         "delivered_to": tuple(dict.fromkeys(delivered_to)),
         "original_return_paths": tuple(dict.fromkeys(return_paths)),
-        "original_message_ids": tuple(dict.fromkeys(mid for mid in message_ids if mid)),
+        "original_message_ids": tuple(dict.fromkeys(mid for mid in message_ids if mid))[
+            :MAX_MESSAGE_IDS
+        ],
         "original_recipients": tuple(dict.fromkeys(recipients)),
     }
 
