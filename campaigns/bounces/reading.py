@@ -34,6 +34,7 @@ from campaigns.bounces.mail_parts import (
     returned_headers,
 )
 from campaigns.bounces.reading_limits import MAX_MESSAGE_IDS, MAX_NONSTANDARD_BYTES
+from campaigns.bounces.reporter_auth import DnsTxtLookup, dkim_signing_domains
 from campaigns.core.smtp_replies import find_status
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class MailReading:
     original_message_ids: tuple[str, ...] = ()
     original_recipients: tuple[str, ...] = ()
     arrival_date: str = ""
+    signing_domains: tuple[str, ...] = ()
+    """Domains whose DKIM signatures on a complaint verify (when asked to check them)."""
     note: str = ""
     """Why a message is ignored, for the log."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -85,7 +88,11 @@ class _Clues(TypedDict):
     original_recipients: tuple[str, ...]
 
 
-def read_mail(raw: bytes) -> MailReading:
+def read_mail(
+    raw: bytes, *, check_signatures: bool = False, signature_dns: DnsTxtLookup | None = None
+) -> MailReading:
+    """What ``raw`` is; with ``check_signatures``, a complaint's verified DKIM signers too,
+    their keys looked up with ``signature_dns`` (default: DNS)."""
     message = parse_message(raw)
     clues = _clues(message)
     digest = fingerprint(raw, message)
@@ -108,10 +115,12 @@ def read_mail(raw: bytes) -> MailReading:
             )
         if complaint is not None and complaint.original_recipient:
             clues["original_recipients"] = (complaint.original_recipient,)
+        signers = dkim_signing_domains(raw, dns=signature_dns) if check_signatures else ()
         return MailReading(
             kind=MailKind.COMPLAINT,
             fingerprint=digest,
             complaint=complaint,
+            signing_domains=signers,
             arrival_date=complaint.arrival_date if complaint else "",
             **clues,
         )
