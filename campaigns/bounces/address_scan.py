@@ -16,9 +16,9 @@ _NOT_IN_ADDRESS = frozenset(' \t\r\n<>;,"')
 def addresses_in(text: str, *, limit: int = MAX_ADDRESSES_PER_HEADER) -> list[str]:
     """The addresses of an address list ("Ann <a@x>, b@y (Bob), \"Doe, J\" <j@z>"), lower-cased.
 
-    Quoted strings and comments are skipped, a comma outside them ends an item, an item's
-    address is what its angle brackets hold, else its bare text. Only ``limit`` addresses and
-    the first ``MAX_HEADER_VALUE_CHARS`` characters are read.
+    Quoted strings and comments are skipped, a comma or semicolon outside them ends an item, a
+    colon ends a group's name; an item's address is what its angle brackets hold, else its bare
+    text. Only ``limit`` addresses and the first ``MAX_HEADER_VALUE_CHARS`` characters are read.
     """
     found: list[str] = []
     for item in _items(text[:MAX_HEADER_VALUE_CHARS]):
@@ -75,9 +75,11 @@ def _items(text: str) -> list[str]:
             angle = []
         elif character == ">" and angle is not None:
             last_angle, angle = "".join(angle), None
-        elif character == "," and angle is None:
+        elif character in ",;" and angle is None:
             items.append(last_angle if last_angle is not None else "".join(bare))
             bare, last_angle = [], None
+        elif character == ":" and angle is None:
+            bare = []  # what came before was a group's name ("Team: a@x, b@y;")
         else:
             (angle if angle is not None else bare).append(character)
     if angle is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-import dkim
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 
 log = logging.getLogger(__name__)
 
