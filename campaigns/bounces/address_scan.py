@@ -8,6 +8,8 @@ on what is not an address.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from campaigns.bounces.reading_limits import MAX_ADDRESSES_PER_HEADER, MAX_HEADER_VALUE_CHARS
 
 _NOT_IN_ADDRESS = frozenset(' \t\r\n<>;,"')
@@ -56,6 +58,26 @@ def _items(text: str) -> list[str]:
     bare: list[str] = []
     angle: list[str] | None = None
     last_angle: str | None = None
+    for character in _unquoted(text):
+        if character == "<":
+            angle = []
+        elif character == ">" and angle is not None:
+            last_angle, angle = "".join(angle), None
+        elif character in ",;" and angle is None:
+            items.append(last_angle if last_angle is not None else "".join(bare))
+            bare, last_angle = [], None
+        elif character == ":" and angle is None:
+            bare = []  # what came before was a group's name ("Team: a@x, b@y;")
+        else:
+            (angle if angle is not None else bare).append(character)
+    if angle is not None:
+        last_angle = "".join(angle)
+    items.append(last_angle if last_angle is not None else "".join(bare))
+    return items
+
+
+def _unquoted(text: str) -> Iterator[str]:
+    """The characters of ``text`` outside quoted strings and (nested) comments."""
     in_quotes = escaped = False
     comment_depth = 0
     for character in text:
@@ -71,18 +93,5 @@ def _items(text: str) -> list[str]:
             in_quotes = True
         elif character == "(":
             comment_depth = 1
-        elif character == "<":
-            angle = []
-        elif character == ">" and angle is not None:
-            last_angle, angle = "".join(angle), None
-        elif character in ",;" and angle is None:
-            items.append(last_angle if last_angle is not None else "".join(bare))
-            bare, last_angle = [], None
-        elif character == ":" and angle is None:
-            bare = []  # what came before was a group's name ("Team: a@x, b@y;")
         else:
-            (angle if angle is not None else bare).append(character)
-    if angle is not None:
-        last_angle = "".join(angle)
-    items.append(last_angle if last_angle is not None else "".join(bare))
-    return items
+            yield character
