@@ -92,3 +92,17 @@ HOSTILE_MESSAGES = (
     HostileMessage("50,000 References", long_references, MailKind.UNRECOGNISED),
     HostileMessage("over 10 MB", oversized, REFUSED),
 )
+
+
+def forged_complaint(recipient: str, *, return_path: str, reporter: str = "spoof.example") -> bytes:
+    """An abuse report naming ``recipient`` (and ``return_path``), returning no message of ours."""
+    return (
+        f"From: Feedback <feedback@{reporter}>\r\nTo: fbl@bounces.example.com\r\n"
+        f"Subject: complaint\r\nMessage-ID: <arf-1@{reporter}>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="r"\r\n\r\n'
+        "--r\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n"
+        "--r\r\nContent-Type: message/feedback-report\r\n\r\n"
+        "Feedback-Type: abuse\r\nUser-Agent: x/1\r\nVersion: 1\r\n"
+        f"Original-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{recipient}>\r\n\r\n"
+        "--r--\r\n"
+    ).encode()

@@ -27,7 +27,7 @@ from campaigns.core.models import Suppression
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from tests.bounce_mail import corpus_message, message_for, sent_jobs
-from tests.hostile_mail import HOSTILE_MESSAGES, REFUSED, HostileMessage
+from tests.hostile_mail import HOSTILE_MESSAGES, REFUSED, HostileMessage, forged_complaint
 
 SECRET = b"test-secret"
 REPORTER = "fbl.example-mailbox.net"
@@ -142,25 +142,11 @@ def suppressions(database: Database) -> dict[str, str]:
         return dict(session.execute(select(Suppression.email_key, Suppression.reason)).all())
 
 
-def arf_naming(recipient: str, *, return_path: str, reporter: str = "spoof.example") -> bytes:
-    """An abuse report naming ``recipient``, returning no message of ours."""
-    return (
-        f"From: Feedback <feedback@{reporter}>\r\nTo: fbl@bounces.example.com\r\n"
-        f"Subject: complaint\r\nMessage-ID: <arf-1@{reporter}>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="r"\r\n\r\n'
-        "--r\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n"
-        "--r\r\nContent-Type: message/feedback-report\r\n\r\n"
-        f"Feedback-Type: abuse\r\nUser-Agent: x/1\r\nVersion: 1\r\n"
-        f"Original-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{recipient}>\r\n\r\n"
-        "--r--\r\n"
-    ).encode()
-
-
 def test_an_arf_report_naming_an_address_changes_nothing(database: Database) -> None:
     intake = BounceIntake(database, secret=SECRET, policy=BouncePolicy())
     mine, victim = sent_jobs(database, 2, secret=SECRET)
     for return_path in ("news@news.example.com", mine.return_path, victim.return_path):
-        result = intake.receive_mail(arf_naming(victim.recipient, return_path=return_path))
+        result = intake.receive_mail(forged_complaint(victim.recipient, return_path=return_path))
         assert result.outcome == IntakeOutcome.UNAUTHENTICATED
     assert suppressions(database) == {}
 
@@ -197,7 +183,7 @@ def test_a_redacted_report_signed_by_a_reporter_domain_counts(
 ) -> None:
     intake = reporter_intake(database, reporter)
     (job,) = sent_jobs(database, 1, secret=SECRET)
-    raw = reporter.signer.sign(arf_naming(job.recipient, return_path="", reporter=REPORTER))
+    raw = reporter.signer.sign(forged_complaint(job.recipient, return_path="", reporter=REPORTER))
     result = intake.receive_mail(raw)
     assert (result.outcome, result.job_id) == (IntakeOutcome.RECORDED, job.job_id)
     assert suppressions(database) == {job.recipient: "complaint"}
@@ -209,7 +195,7 @@ def test_a_report_signed_by_another_domain_or_tampered_with_does_not_count(
     intake = reporter_intake(database, reporter)
     (job,) = sent_jobs(database, 1, secret=SECRET)
     stranger = SignedReports("fbl-example-mailbox.net")
-    report = arf_naming(job.recipient, return_path=job.return_path, reporter=REPORTER)
+    report = forged_complaint(job.recipient, return_path=job.return_path, reporter=REPORTER)
     signed_by_stranger = stranger.signer.sign(report)
     tampered = reporter.signer.sign(report).replace(b"An abuse report.", b"An abuse reporT.")
     for raw in (signed_by_stranger, tampered):
