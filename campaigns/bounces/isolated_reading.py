@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from campaigns.bounces.reading import MailReading, read_mail
-from campaigns.bounces.reading_limits import MailTooCostly
+from campaigns.bounces.reading_limits import MailTooCostly, check_message_size
 from campaigns.core.limited_child import preload_in_children, run_limited
 
 MailReader = Callable[[bytes], MailReading]
@@ -35,6 +35,7 @@ def read_mail_isolated(
 ) -> MailReading:
     """``read(raw)`` in a child process that may use ``cpu_limit_s`` of CPU time and
     ``READ_MEMORY_LIMIT_BYTES`` of memory; MailTooCostly when it is stopped."""
+    check_message_size(raw)  # before it is copied to a child for nothing
     outcome = run_limited(
         _reading_outcome,
         (read, raw),

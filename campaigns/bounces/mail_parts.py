@@ -20,12 +20,12 @@ from campaigns.bounces.reading_limits import (
     MAX_HEADER_BLOCKS,
     MAX_HEADER_COPIES,
     MAX_HEADER_VALUE_CHARS,
-    MAX_MESSAGE_BYTES,
     MAX_MIME_DEPTH,
     MAX_MIME_PARTS,
     MAX_PARSED_BYTES,
     MAX_PARSED_LINES,
     MailTooCostly,
+    check_message_size,
 )
 
 _ORIGINAL_HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers")
@@ -34,8 +34,7 @@ _ORIGINAL_HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers")
 def parse_message(raw: bytes, *, max_bytes: int = MAX_PARSED_BYTES) -> Message:
     """The first ``max_bytes`` (and ``MAX_PARSED_LINES``) of a message, parsed; MailTooCostly
     past the size and MIME bounds."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise MailTooCostly(f"message of {len(raw)} bytes (limit {MAX_MESSAGE_BYTES})")
+    check_message_size(raw)
     window = _first_lines(raw[:max_bytes], MAX_PARSED_LINES)
     content_types = window.lower().count(b"\ncontent-type:") + window[:13].lower().startswith(
         b"content-type:"

@@ -40,3 +40,8 @@ MAX_NONSTANDARD_BYTES = 64 * 1024
 
 class MailTooCostly(InputError):
     """A message past one of the bounds above: refused without being read further."""
+
+
+def check_message_size(raw: bytes) -> None:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MailTooCostly(f"message of {len(raw)} bytes (limit {MAX_MESSAGE_BYTES})")
