@@ -77,6 +77,12 @@ def long_references(scale: int) -> bytes:
     return b"References: " + message_id * (50_000 * scale) + b"\r\n\r\nhello\r\n"
 
 
+def long_from_for_the_heuristic_parser(scale: int) -> bytes:
+    """A bounce-like message whose From the heuristic parser hands to the standard address
+    parser, slow on a long run of "a@"."""
+    return b"From: " + b"a@" * (30_000 * scale) + b"\r\nSubject: failure notice\r\n\r\nbody\r\n"
+
+
 def oversized(scale: int) -> bytes:
     """Over the ten megabytes a bounce may have."""
     return b"Subject: big\r\n\r\n" + b"x" * (11 * 1024 * 1024 * scale)
@@ -90,6 +96,11 @@ HOSTILE_MESSAGES = (
     HostileMessage("MIME nested thousands deep", deep_mime, REFUSED),
     HostileMessage("a digest of 100,000 parts", many_parts, REFUSED),
     HostileMessage("50,000 References", long_references, MailKind.UNRECOGNISED),
+    HostileMessage(
+        "long From for the heuristic parser",
+        long_from_for_the_heuristic_parser,
+        MailKind.UNRECOGNISED,
+    ),
     HostileMessage("over 10 MB", oversized, REFUSED),
 )
 

@@ -32,6 +32,7 @@ from campaigns.bounces.mail_parts import (
     header_text,
     parse_message,
     returned_headers,
+    with_short_headers,
 )
 from campaigns.bounces.reading_limits import MAX_MESSAGE_IDS, MAX_NONSTANDARD_BYTES
 from campaigns.bounces.reporter_auth import DnsTxtLookup, dkim_signing_domains
@@ -130,7 +131,9 @@ def read_mail(
             kind=MailKind.AUTO_REPLY, fingerprint=digest, note=f"marked by {marker}", **clues
         )
     # Its own parse of a shorter window: its detectors' regexes scan every text part whole.
-    failures = _nonstandard_failures(parse_message(raw, max_bytes=MAX_NONSTANDARD_BYTES))
+    failures = _nonstandard_failures(
+        with_short_headers(parse_message(raw, max_bytes=MAX_NONSTANDARD_BYTES))
+    )
     if failures:
         return MailReading(
             kind=MailKind.NONSTANDARD_BOUNCE, fingerprint=digest, recipients=failures, **clues

@@ -34,7 +34,7 @@ MAX_CONTENT_TYPE_LINES = 64
 before the parser, whose cost grows with depth times lines, has run."""
 MAX_HEADER_BLOCKS = 100
 """Per-recipient blocks of a delivery-status report (we send one recipient per message)."""
-MAX_NONSTANDARD_BYTES = 64 * 1024
+MAX_NONSTANDARD_BYTES = 32 * 1024
 """Of a message handed to the heuristic non-standard bounce parser, whose regexes scan it all."""
 
 

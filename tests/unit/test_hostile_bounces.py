@@ -27,7 +27,14 @@ from campaigns.core.models import Suppression
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from tests.bounce_mail import corpus_message, message_for, sent_jobs
-from tests.hostile_mail import HOSTILE_MESSAGES, REFUSED, HostileMessage, forged_complaint
+from tests.hostile_mail import (
+    HOSTILE_MESSAGES,
+    REFUSED,
+    HostileMessage,
+    deep_mime,
+    forged_complaint,
+    many_dsn_blocks,
+)
 
 SECRET = b"test-secret"
 REPORTER = "fbl.example-mailbox.net"
@@ -119,7 +126,7 @@ def test_the_isolated_read_gives_what_the_read_in_process_gives() -> None:
     )
     assert read_mail_isolated(raw) == read_mail(raw)
     with pytest.raises(MailTooCostly, match="Content-Type lines"):
-        read_mail_isolated(HOSTILE_MESSAGES[4].build(1))
+        read_mail_isolated(deep_mime(1))
 
 
 def test_the_intake_ignores_a_message_refused_unread(database: Database) -> None:
@@ -131,7 +138,7 @@ def test_the_intake_ignores_a_message_refused_unread(database: Database) -> None
 
 
 def many_blocks_about(recipient: str) -> bytes:
-    return HOSTILE_MESSAGES[3].build(1).replace(b"r0@example.com", recipient.encode())
+    return many_dsn_blocks(1).replace(b"r0@example.com", recipient.encode())
 
 
 # --- complaints that must prove themselves ------------------------------------------------------
