@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import Message
 
-from campaigns.bounces.mail_parts import header_blocks, header_text, report_part, typed_address
+from campaigns.bounces.address_scan import typed_address
+from campaigns.bounces.mail_parts import header_blocks, header_text, report_part
 
 COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other"})
 """``not-spam`` is the opposite of a complaint, ``auth-failure`` a DMARC/DKIM failure report:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import Message
 
+from campaigns.bounces.address_scan import typed_address
 from campaigns.bounces.classify import classify_bounce
-from campaigns.bounces.mail_parts import header_blocks, header_text, report_part, typed_address
+from campaigns.bounces.mail_parts import header_blocks, header_text, report_part
 from campaigns.core.reply_classes import ReplyClass
 from campaigns.core.smtp_replies import find_status
 

@@ -5,22 +5,35 @@ mailbox); ``receive_feedback`` takes an event a provider's webhook already parse
 forged, automatic and unrelated messages are logged and answered with an ignored outcome, never
 an exception; only a database failure raises, so the caller can refuse the message and have it
 sent again rather than lose it.
+
+Anyone can send mail to the bounce address. A bounce counts only for the job its signed return
+path or signed Message-ID names; a complaint (which suppresses at once) only when it names our
+message by its signed Message-ID, or when a configured reporter domain signed it (DKIM).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.bounces.dsn import RecipientStatus
+from campaigns.bounces.isolated_reading import MailReader, read_mail_isolated
 from campaigns.bounces.policy import Applied, BouncePolicy, Feedback, apply_feedback
 from campaigns.bounces.reading import MailKind, MailReading, read_mail
-from campaigns.bounces.verp import find_message_id, find_return_path
+from campaigns.bounces.reading_limits import MailTooCostly
+from campaigns.bounces.reporter_auth import is_from_reporter
+from campaigns.bounces.verp import (
+    MessageIdMatch,
+    ReturnPathMatch,
+    find_message_id,
+    find_return_path,
+)
 from campaigns.core.models import Campaign, EventKind, Job, JobState, Recipient
 from campaigns.core.reply_classes import bounce_event_class
 from campaigns.core.settings import Settings
@@ -42,8 +55,13 @@ class IntakeOutcome(enum.StrEnum):
     """The return path's token or the Message-ID's tag was not signed by us."""
     NO_JOB = "no_job"
     """No job of ours could be matched to the report."""
+    UNAUTHENTICATED = "unauthenticated"
+    """A complaint that names no message of ours by its signed Message-ID and that no
+    configured reporter domain signed."""
     UNRECOGNISED = "unrecognised"
     MALFORMED = "malformed"
+    TOO_COSTLY = "too_costly"
+    """Past a bound of the parse (size, MIME parts, nesting, CPU time): refused unread."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +82,30 @@ class _Job:
 
 
 class BounceIntake:
-    def __init__(self, database: Database, *, secret: bytes, policy: BouncePolicy) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        secret: bytes,
+        policy: BouncePolicy,
+        reporter_domains: Iterable[str] = (),
+        reader: MailReader | None = None,
+    ) -> None:
+        """``reader`` reads a message (default: :func:`read_mail` in this process, checking
+        complaints' DKIM signatures when there are ``reporter_domains``)."""
         self._database = database
         self._secret = secret
         self._policy = policy
+        self._reporter_domains = tuple(domain for domain in reporter_domains if domain.strip())
+        self._read = reader or functools.partial(
+            read_mail, check_signatures=bool(self._reporter_domains)
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> BounceIntake:
+        """The intake of ``edm bounces serve`` and ``poll``: messages read in a limited child."""
+        reporter_domains = settings.complaint_reporter_domain_list
+        read = functools.partial(read_mail, check_signatures=bool(reporter_domains))
         return cls(
             database,
             secret=settings.secret,
@@ -78,14 +113,34 @@ class BounceIntake:
                 soft_bounce_limit=settings.soft_bounce_limit,
                 soft_bounce_days=settings.soft_bounce_days,
             ),
+            reporter_domains=reporter_domains,
+            reader=functools.partial(read_mail_isolated, read=read),
         )
 
     def receive_mail(self, raw: bytes, envelope_recipients: Sequence[str] = ()) -> IntakeResult:
         """Record what a message that reached the bounce address reports, if anything."""
+        reading = self._reading(raw)
+        if isinstance(reading, IntakeResult):
+            return reading
+        return self._record(reading, envelope_recipients)
+
+    def receive_mail_for_each(self, raw: bytes, recipients: Sequence[str]) -> list[IntakeResult]:
+        """One message that came by SMTP to several return paths, each naming its own job,
+        read once."""
+        reading = self._reading(raw)
+        if isinstance(reading, IntakeResult):
+            return [reading]
+        return [self._record(reading, [recipient]) for recipient in recipients]
+
+    def _reading(self, raw: bytes) -> MailReading | IntakeResult:
         try:
-            reading = read_mail(raw)
+            return self._read(raw)
+        except MailTooCostly as error:
+            return _ignored(IntakeOutcome.TOO_COSTLY, str(error))
         except Exception as error:
             return _ignored(IntakeOutcome.MALFORMED, f"cannot be parsed: {error!r}")
+
+    def _record(self, reading: MailReading, envelope_recipients: Sequence[str]) -> IntakeResult:
         if reading.kind in (MailKind.AUTO_REPLY, MailKind.UNRECOGNISED):
             outcome = (
                 IntakeOutcome.AUTO_REPLY
@@ -106,6 +161,8 @@ class BounceIntake:
         if reading.kind != MailKind.COMPLAINT and not failures:
             actions = ", ".join(sorted({status.action or "?" for status in reading.recipients}))
             return _ignored(IntakeOutcome.NOT_FINAL, f"a DSN reporting {actions or 'nothing'}")
+        if reading.kind == MailKind.COMPLAINT:
+            return self._record_complaint(reading, return_path)
         with self._database.session() as session:
             if return_path is not None:
                 job = _job_by_id(session, return_path.job_id)  # type: ignore[arg-type]
@@ -114,6 +171,37 @@ class BounceIntake:
             if job is None:
                 return _ignored(IntakeOutcome.NO_JOB, "no job of ours matches it")
             feedback = _feedback(reading, job, failures)
+            applied = apply_feedback(session, job.id, feedback, self._policy)
+        return _result(applied.applied, applied.job_id, feedback, applied.suppressed_as)
+
+    def _record_complaint(
+        self, reading: MailReading, return_path: ReturnPathMatch | None
+    ) -> IntakeResult:
+        """A complaint suppresses at once, so a return path (which the complainer's copy shows
+        and a forger may reuse for any report) is not enough: the report must return our signed
+        Message-ID, or come signed from a configured reporter domain."""
+        named = _signed_message_id(self._secret, reading.original_message_ids)
+        from_reporter = is_from_reporter(reading.signing_domains, self._reporter_domains)
+        if named is None and not from_reporter:
+            return _ignored(
+                IntakeOutcome.UNAUTHENTICATED,
+                "complaint names no message of ours by its signed Message-ID and no reporter"
+                f" domain signed it (signed by {', '.join(reading.signing_domains) or 'none'})",
+            )
+        if named is not None and return_path is not None and named.job_id != return_path.job_id:
+            return _ignored(IntakeOutcome.FORGED, "return path and Message-ID name other jobs")
+        complaint = reading.complaint
+        with self._database.session() as session:
+            job = None
+            if named is not None and named.job_id is not None:
+                job = _job_of_campaign(session, named.campaign_uuid, named.job_id)
+            elif return_path is not None:
+                job = _job_by_id(session, return_path.job_id)  # type: ignore[arg-type]
+            elif complaint is not None and complaint.original_recipient:
+                job = _latest_job_sent_to(session, complaint.original_recipient)
+            if job is None:
+                return _ignored(IntakeOutcome.NO_JOB, "no job of ours matches it")
+            feedback = _feedback(reading, job, [])
             applied = apply_feedback(session, job.id, feedback, self._policy)
         return _result(applied.applied, applied.job_id, feedback, applied.suppressed_as)
 
@@ -183,6 +271,14 @@ def _feedback(reading: MailReading, job: _Job, failures: list[RecipientStatus]) 
         reported_recipient=status.recipient,
         extra={"arrival_date": reading.arrival_date, **reading.extra},
     )
+
+
+def _signed_message_id(secret: bytes, message_ids: Iterable[str]) -> MessageIdMatch | None:
+    for message_id in message_ids:
+        named = find_message_id(secret, message_id)
+        if named is not None and named.job_id is not None:
+            return named
+    return None
 
 
 def _job_by_id(session: Session, job_id: int) -> _Job | None:

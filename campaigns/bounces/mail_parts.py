@@ -1,65 +1,125 @@
 """Small readers shared by the DSN, ARF and non-standard bounce parsers.
 
 Everything here accepts whatever arrives: a missing part, a header that is not text or a field
-in an unexpected shape gives an empty answer, never an exception.
+in an unexpected shape gives an empty answer, never an exception; only a message past the bounds
+of :mod:`campaigns.bounces.reading_limits` is refused, with :class:`MailTooCostly`.
 """
 
 from __future__ import annotations
 
 import email
-import email.utils
 import hashlib
 import re
 from email import policy
 from email.message import Message
 from email.parser import HeaderParser
 
-_ADDRESS = re.compile(r"<?\s*([^\s<>;,\"]+@[^\s<>;,\"]+?)\s*>?\s*$")
+from campaigns.bounces.address_scan import addresses_in
+from campaigns.bounces.reading_limits import (
+    MAX_CONTENT_TYPE_LINES,
+    MAX_HEADER_BLOCKS,
+    MAX_HEADER_COPIES,
+    MAX_HEADER_VALUE_CHARS,
+    MAX_MIME_DEPTH,
+    MAX_MIME_PARTS,
+    MAX_PARSED_BYTES,
+    MAX_PARSED_LINES,
+    MailTooCostly,
+    check_message_size,
+)
+
 _ORIGINAL_HEADER_TYPES = ("text/rfc822-headers", "message/rfc822-headers")
 
 
-def parse_message(raw: bytes) -> Message:
+def parse_message(raw: bytes, *, max_bytes: int = MAX_PARSED_BYTES) -> Message:
+    """The first ``max_bytes`` (and ``MAX_PARSED_LINES``) of a message, parsed; MailTooCostly
+    past the size and MIME bounds."""
+    check_message_size(raw)
+    window = _first_lines(raw[:max_bytes], MAX_PARSED_LINES)
+    content_types = window.lower().count(b"\ncontent-type:") + window[:13].lower().startswith(
+        b"content-type:"
+    )
+    if content_types > MAX_CONTENT_TYPE_LINES:
+        raise MailTooCostly(f"{content_types} Content-Type lines (limit {MAX_CONTENT_TYPE_LINES})")
     # compat32 never raises on a malformed header; the modern policies may, when read.
-    return email.message_from_bytes(raw, policy=policy.compat32)
+    message = email.message_from_bytes(window, policy=policy.compat32)
+    _check_mime_tree(message)
+    return message
+
+
+def _first_lines(data: bytes, count: int) -> bytes:
+    end = -1
+    for _ in range(count):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return data
+    return data[: end + 1]
+
+
+def _check_mime_tree(message: Message) -> None:
+    parts = 0
+    pending: list[tuple[Message, int]] = [(message, 1)]
+    while pending:
+        part, depth = pending.pop()
+        parts += 1
+        if parts > MAX_MIME_PARTS:
+            raise MailTooCostly(f"more than {MAX_MIME_PARTS} MIME parts")
+        if depth > MAX_MIME_DEPTH:
+            raise MailTooCostly(f"MIME parts nested deeper than {MAX_MIME_DEPTH}")
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            pending.extend((child, depth + 1) for child in payload if isinstance(child, Message))
+
+
+def with_short_headers(message: Message) -> Message:
+    """``message`` with every header value cut to ``MAX_HEADER_VALUE_CHARS``, for readers
+    (the heuristic bounce parser) that hand whole header values to the standard address
+    parser, whose time grows with the square of a crafted value."""
+    for part in message.walk():
+        fields = [(name, str(value)) for name, value in part.items()]
+        if all(len(value) <= MAX_HEADER_VALUE_CHARS for _name, value in fields):
+            continue
+        for name in dict.fromkeys(part.keys()):
+            del part[name]
+        for name, value in fields:
+            part[name] = value[:MAX_HEADER_VALUE_CHARS]
+    return message
 
 
 def header_text(message: Message, name: str) -> str:
-    """A header as one line of text ("" when absent), folding whitespace collapsed."""
+    """A header as one line of text ("" when absent), folding whitespace collapsed, its first
+    ``MAX_HEADER_VALUE_CHARS`` characters only."""
     value = message.get(name)
     if value is None:
         return ""
-    return " ".join(str(value).split())
+    return _one_line(value)
 
 
 def header_texts(message: Message, name: str) -> list[str]:
-    return [" ".join(str(value).split()) for value in message.get_all(name) or []]
+    return [_one_line(value) for value in (message.get_all(name) or [])[:MAX_HEADER_COPIES]]
 
 
-def typed_address(field: str) -> str | None:
-    """The address in a DSN or ARF address field ("rfc822; a@b", "<a@b>", "a@b"), lower-cased."""
-    value = field.rsplit(";", 1)[-1].strip() if field else ""
-    match = _ADDRESS.search(value)
-    return match.group(1).lower() if match else None
+def _one_line(value: object) -> str:
+    return " ".join(str(value)[:MAX_HEADER_VALUE_CHARS].split())
 
 
 def header_addresses(message: Message, name: str) -> list[str]:
     """Every address in every copy of an address header (To, Delivered-To, Return-Path...)."""
-    found = []
-    for value in header_texts(message, name):
-        for _display, address in email.utils.getaddresses([value]):
-            if "@" in address:
-                found.append(address.strip().lower())
-    return found
+    return [address for value in header_texts(message, name) for address in addresses_in(value)]
 
 
 def header_blocks(part: Message) -> list[Message]:
     """The header blocks of a message/delivery-status or message/feedback-report part."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [block for block in payload if isinstance(block, Message)]
-    text = _part_text(part)
-    blocks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
-    return [HeaderParser().parsestr(block) for block in blocks if block.strip()]
+        blocks = [block for block in payload if isinstance(block, Message)]
+    else:
+        texts = re.split(r"\r?\n[ \t]*\r?\n", _part_text(part).strip())
+        texts = [text for text in texts[: MAX_HEADER_BLOCKS + 1] if text.strip()]
+        blocks = [HeaderParser().parsestr(text) for text in texts]
+    if len(blocks) > MAX_HEADER_BLOCKS:
+        raise MailTooCostly(f"more than {MAX_HEADER_BLOCKS} header blocks in a report part")
+    return blocks
 
 
 def returned_headers(message: Message) -> Message | None:

@@ -4,6 +4,10 @@ an automatic reply, or something else; and the clues that lead to its job.
 Order matters: a standard report is trusted first; automatic-reply markers are checked before
 the heuristic parser (out-of-office text can look like a bounce to it); the weak
 ``Auto-Submitted`` marker only after, since some MTAs put it on their bounces.
+
+Every step is bounded (:mod:`campaigns.bounces.reading_limits`); a message past a bound raises
+:class:`MailTooCostly`. :mod:`campaigns.bounces.isolated_reading` runs this in a child process
+with a CPU-time limit besides.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from campaigns.bounces.mail_parts import (
     header_text,
     parse_message,
     returned_headers,
+    with_short_headers,
 )
+from campaigns.bounces.reading_limits import MAX_MESSAGE_IDS, MAX_NONSTANDARD_BYTES
+from campaigns.bounces.reporter_auth import DnsTxtLookup, dkim_signing_domains
 from campaigns.core.smtp_replies import find_status
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,8 @@ class MailReading:
     original_message_ids: tuple[str, ...] = ()
     original_recipients: tuple[str, ...] = ()
     arrival_date: str = ""
+    signing_domains: tuple[str, ...] = ()
+    """Domains whose DKIM signatures on a complaint verify (when asked to check them)."""
     note: str = ""
     """Why a message is ignored, for the log."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -80,7 +89,11 @@ class _Clues(TypedDict):
     original_recipients: tuple[str, ...]
 
 
-def read_mail(raw: bytes) -> MailReading:
+def read_mail(
+    raw: bytes, *, check_signatures: bool = False, signature_dns: DnsTxtLookup | None = None
+) -> MailReading:
+    """What ``raw`` is; with ``check_signatures``, a complaint's verified DKIM signers too,
+    their keys looked up with ``signature_dns`` (default: DNS)."""
     message = parse_message(raw)
     clues = _clues(message)
     digest = fingerprint(raw, message)
@@ -103,10 +116,12 @@ def read_mail(raw: bytes) -> MailReading:
             )
         if complaint is not None and complaint.original_recipient:
             clues["original_recipients"] = (complaint.original_recipient,)
+        signers = dkim_signing_domains(raw, dns=signature_dns) if check_signatures else ()
         return MailReading(
             kind=MailKind.COMPLAINT,
             fingerprint=digest,
             complaint=complaint,
+            signing_domains=signers,
             arrival_date=complaint.arrival_date if complaint else "",
             **clues,
         )
@@ -115,7 +130,10 @@ def read_mail(raw: bytes) -> MailReading:
         return MailReading(
             kind=MailKind.AUTO_REPLY, fingerprint=digest, note=f"marked by {marker}", **clues
         )
-    failures = _nonstandard_failures(message)
+    # Its own parse of a shorter window: its detectors' regexes scan every text part whole.
+    failures = _nonstandard_failures(
+        with_short_headers(parse_message(raw, max_bytes=MAX_NONSTANDARD_BYTES))
+    )
     if failures:
         return MailReading(
             kind=MailKind.NONSTANDARD_BOUNCE, fingerprint=digest, recipients=failures, **clues
@@ -151,7 +169,9 @@ def _clues(message: Message) -> _Clues:
     return {
         "delivered_to": tuple(dict.fromkeys(delivered_to)),
         "original_return_paths": tuple(dict.fromkeys(return_paths)),
-        "original_message_ids": tuple(dict.fromkeys(mid for mid in message_ids if mid)),
+        "original_message_ids": tuple(dict.fromkeys(mid for mid in message_ids if mid))[
+            :MAX_MESSAGE_IDS
+        ],
         "original_recipients": tuple(dict.fromkeys(recipients)),
     }
 

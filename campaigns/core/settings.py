@@ -42,6 +42,10 @@ class Settings:
     complaints_address: str = ""
     """A feedback-loop address (ARF reports) that ``edm bounces serve`` accepts besides
     ``bounces+*@``; empty means none."""
+    complaint_reporter_domains: str = ""
+    """Comma-separated domains (and their subdomains) whose DKIM-signed ARF reports count even
+    when they return no Message-ID of ours (a redacted report): the mailbox providers whose
+    feedback loops you joined. Empty: a complaint counts only with our signed Message-ID."""
     bounce_mailbox_url: str = ""
     """``imaps://user:pass@host/INBOX`` (or imap, pop3, pop3s) that ``edm bounces poll`` reads
     when given no ``--url-file``; kept out of the command line, which ``ps`` shows to everyone."""
@@ -175,6 +179,14 @@ class Settings:
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'edm.sqlite3').resolve()}"
+
+    @property
+    def complaint_reporter_domain_list(self) -> tuple[str, ...]:
+        return tuple(
+            domain.strip().lower().rstrip(".")
+            for domain in self.complaint_reporter_domains.split(",")
+            if domain.strip()
+        )
 
     @functools.cached_property
     def resolved_templates_dir(self) -> Path:

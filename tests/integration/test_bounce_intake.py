@@ -8,6 +8,7 @@ The intake called directly is in tests/unit/test_bounce_intake.py."""
 
 from __future__ import annotations
 
+import functools
 import os
 import poplib
 import re
@@ -15,6 +16,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from campaigns.bounces.intake import BounceIntake
+from campaigns.bounces.isolated_reading import read_mail_isolated
 from campaigns.bounces.policy import BouncePolicy
+from campaigns.bounces.reading import MailReading, read_mail
 from campaigns.core.errors import ServiceUnavailable
 from campaigns.core.events import campaign_counters, job_history
 from campaigns.core.models import Job, JobState, Suppression
@@ -34,8 +38,9 @@ from tests.conftest import deliver_to_mailbox, wait_until
 from tests.dovecot_server import PASSWORD as MAILBOX_PASSWORD
 from tests.dovecot_server import USER as MAILBOX_USER
 from tests.dovecot_server import DovecotServer
+from tests.hostile_mail import deep_mime, folded_to, forged_complaint
 from workers.receivers.bounce_mailbox import parse_mailbox_url, poll_mailbox
-from workers.receivers.bounce_server import BounceHandler
+from workers.receivers.bounce_server import MAX_RECIPIENTS, BounceHandler
 
 SECRET = b"test-secret"
 EDM = (sys.executable, "-m", "edm")
@@ -113,9 +118,8 @@ def test_the_smtp_endpoint_records_each_report_once_and_refuses_other_recipients
         out_of_office.return_path,
         message_for(out_of_office, "autoreply_x_autoreply"),
     )
-    forged = message_for(hard, "forged_token")
-    send(bounce_server, "bounces+bkzxqrmvd7a2nq3hftweabcde@bounces.example.com", forged)
-    for refused in ("postmaster@bounces.example.com", f"bounces+x@{'other.example.com'}"):
+    forged_token = "bounces+bkzxqrmvd7a2nq3hftweabcde@bounces.example.com"
+    for refused in ("postmaster@bounces.example.com", "bounces+x@other.example.com", forged_token):
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refusal:
             send(bounce_server, refused, message_for(hard, "postfix_user_unknown"))
         assert refusal.value.recipients[refused][0] == 550
@@ -137,11 +141,96 @@ def test_the_smtp_endpoint_records_each_report_once_and_refuses_other_recipients
     }
 
 
+def test_the_smtp_endpoint_refuses_what_costs_too_much_and_keeps_answering(
+    database: Database, bounce_server: int
+) -> None:
+    mine, victim, bounced = sent_jobs(database, 3, secret=SECRET)
+    with smtplib.SMTP("127.0.0.1", bounce_server, timeout=60) as client:
+        client.ehlo()
+        client.mail("")
+        for job_id in range(1, MAX_RECIPIENTS + 1):
+            assert client.rcpt(_return_path(job_id))[0] == 250
+        assert client.rcpt(_return_path(MAX_RECIPIENTS + 1))[0] == 452
+        client.rset()
+        with pytest.raises(smtplib.SMTPDataError) as refusal:
+            client.sendmail("", [mine.return_path], deep_mime(1))
+        assert refusal.value.smtp_code == 554
+        # Read in bounded time: an unrecognised message, answered like any other.
+        client.sendmail("", [mine.return_path], folded_to(3))
+        # A complaint about someone else, through the complaints address: nothing happens.
+        client.sendmail(
+            "",
+            ["fbl@bounces.example.com"],
+            forged_complaint(victim.recipient, return_path=victim.return_path),
+        )
+        client.sendmail("", [bounced.return_path], message_for(bounced, "postfix_user_unknown"))
+        assert client.noop()[0] == 250
+    assert suppressions(database) == {bounced.recipient: "hard_bounce"}
+    assert events(database, mine) == events(database, victim) == []
+
+
+def read_when_released(started: Path, release: Path, raw: bytes) -> MailReading:
+    """Reads a message marked ``X-Hold`` only once ``release`` exists, holding the GIL in C
+    for seconds at a time meanwhile (a regex that backtracks), as a costly parse does."""
+    if raw.startswith(b"X-Hold:"):
+        started.touch()
+        while not release.exists():
+            re.match(r"(a+)+$", "a" * 26 + "b")
+    return read_mail(raw)
+
+
+def test_a_message_being_read_does_not_stop_other_clients(
+    database: Database, tmp_path: Path
+) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    reader = functools.partial(
+        read_mail_isolated,
+        cpu_limit_s=600,
+        read=functools.partial(read_when_released, started, release),
+    )
+    intake = BounceIntake(database, secret=SECRET, policy=BouncePolicy(), reader=reader)
+    handler = BounceHandler(intake, secret=SECRET, bounce_domain=BOUNCE_DOMAIN)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
+    controller.start()
+    held, other = sent_jobs(database, 2, secret=SECRET)
+    outcome: list[object] = []
+
+    def send_held() -> None:
+        try:
+            send(
+                controller.port,
+                held.return_path,
+                b"X-Hold: 1\r\n" + message_for(held, "postfix_mailbox_full"),
+            )
+            outcome.append("sent")
+        except Exception as error:
+            outcome.append(error)
+
+    first = threading.Thread(target=send_held)
+    try:
+        first.start()
+        assert wait_until(started.exists, timeout_s=60)
+        # While the first message is still being read (it cannot finish before `release`),
+        # a second client gets its banner, a NOOP and a whole transaction recorded; each reply
+        # well before the seconds the reading holds the GIL for at a time.
+        with smtplib.SMTP("127.0.0.1", controller.port, timeout=5) as client:
+            assert client.noop()[0] == 250
+            client.sendmail("", [other.return_path], message_for(other, "postfix_user_unknown"))
+        assert events(database, other) == [("bounced", "hard")]
+        assert first.is_alive() and outcome == []
+    finally:
+        release.touch()
+        first.join(timeout=120)
+        controller.stop()
+    assert outcome == ["sent"]
+    assert events(database, held) == [("bounced", "soft")]
+
+
 def test_the_smtp_endpoint_answers_451_when_it_cannot_record(tmp_path: Path) -> None:
     # A database without the schema: every write fails, as when the database is down.
     broken = Database(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     intake = BounceIntake(broken, secret=SECRET, policy=BouncePolicy())
-    handler = BounceHandler(intake, bounce_domain=BOUNCE_DOMAIN)
+    handler = BounceHandler(intake, secret=SECRET, bounce_domain=BOUNCE_DOMAIN)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
     controller.start()
     try:

@@ -187,12 +187,14 @@ def test_a_message_id_without_a_valid_tag_names_no_job(
     assert f".{tag}@" in job.message_id
     untagged = job.message_id.replace(f".{tag}@", "@")
     wrong_tag = job.message_id.replace(tag, sign_job_token(SECRET, "bounce", job.job_id))
+    # A complaint without our signed Message-ID is not even looked up.
+    expected = IntakeOutcome.UNAUTHENTICATED if name.startswith("arf") else IntakeOutcome.NO_JOB
     for guessed in (untagged, wrong_tag):
         # A DSN or ARF report with no return path of ours, naming the job by a guessed id.
         raw = corpus_message(
             name, return_path="news@news.example.com", message_id=guessed, recipient=job.recipient
         )
-        assert intake.receive_mail(raw).outcome == IntakeOutcome.NO_JOB
+        assert intake.receive_mail(raw).outcome == expected
     assert suppressions(database) == {}
     assert events(database, job) == []
     genuine = corpus_message(

@@ -5,7 +5,9 @@ Each message is handed to the intake and then removed from the mailbox: POP3 ``D
 ``QUIT``), IMAP ``\\Deleted`` plus ``EXPUNGE`` at the end of the pass. Ignored messages
 (automatic replies, unrecognised mail) are removed too, or they would be read on every pass.
 A message is removed only after the intake returned: when the database fails the pass stops and
-that message stays for the next one; a message read twice is recorded once.
+that message stays for the next one; a message read twice is recorded once. The intake reads
+each message as ``edm bounces serve`` does, bounded and in a CPU-limited child; a message refused
+as too costly to read is removed with a log line like any other ignored one.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """``edm bounces serve``: the inbound SMTP server the bounce domain's MX points to.
 
-It accepts mail for ``bounces+<token>@`` (at the bounce domain, when one is configured) and for
-the complaints address, refuses every other recipient with 550, and replies 250 to the final
-"." only once the intake has recorded the message. A database failure is answered with 451, so
-the sending MTA keeps the bounce and tries again later instead of it being lost.
+It accepts mail for ``bounces+<token>@`` (at the bounce domain, when one is configured) whose
+token verifies and for the complaints address, refuses every other recipient with 550 (so forged
+mail is never read), answers 452 past ``MAX_RECIPIENTS`` in one transaction, and replies 250 to
+the final "." only once the intake has recorded the message. A database failure is answered with
+451, so the sending MTA keeps the bounce and tries again later instead of it being lost; a message
+refused unread (past a parse bound or the CPU limit) with 554. The intake reads each message in a
+child process from a worker thread, so the event loop keeps answering other clients meanwhile.
 """
 
 from __future__ import annotations
@@ -16,33 +19,44 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from campaigns.bounces.intake import BounceIntake
-from campaigns.bounces.verp import is_return_path
+from campaigns.bounces.intake import BounceIntake, IntakeOutcome
+from campaigns.bounces.reading_limits import MAX_MESSAGE_BYTES
+from campaigns.bounces.verp import find_return_path, is_return_path
 from campaigns.core.settings import Settings
 
 log = logging.getLogger("edm.bounces")
 
-MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-"""Bounces carry the original message; ten megabytes is far above a campaign's size."""
+MAX_RECIPIENTS = 50
+"""Per transaction; a bounce has one, the rest is someone making the server work."""
 
 
 class BounceHandler:
     """aiosmtpd handler: recipients are checked at RCPT, messages recorded at DATA."""
 
     def __init__(
-        self, intake: BounceIntake, *, bounce_domain: str = "", complaints_address: str = ""
+        self,
+        intake: BounceIntake,
+        *,
+        secret: bytes,
+        bounce_domain: str = "",
+        complaints_address: str = "",
     ) -> None:
         self._intake = intake
+        self._secret = secret
         self._bounce_domain = bounce_domain.lower()
         self._complaints_address = complaints_address.lower()
 
     def accepts(self, address: str) -> bool:
+        """The complaints address, or a return path at the bounce domain whose token verifies."""
         address = address.lower()
         if self._complaints_address and address == self._complaints_address:
             return True
         if not is_return_path(address):
             return False
-        return not self._bounce_domain or address.rsplit("@", 1)[1] == self._bounce_domain
+        if self._bounce_domain and address.rsplit("@", 1)[1] != self._bounce_domain:
+            return False
+        match = find_return_path(self._secret, [address])
+        return match is not None and match.job_id is not None
 
     async def handle_RCPT(
         self,
@@ -52,7 +66,10 @@ class BounceHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
         if not self.accepts(address):
+            # The same answer for a forged token as for any other unknown mailbox.
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -62,12 +79,16 @@ class BounceHandler:
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", "surrogateescape")
         try:
-            # One pass per return path: each names its own job (a complaints address, none).
-            for recipient in envelope.rcpt_tos:
-                await asyncio.to_thread(self._intake.receive_mail, raw, [recipient])
+            # Read once; recorded once per return path, each naming its own job.
+            results = await asyncio.to_thread(
+                self._intake.receive_mail_for_each, raw, list(envelope.rcpt_tos)
+            )
         except Exception:
             log.exception("could not record a message from %s; asked to resend", session.peer)
             return "451 4.3.0 Temporary failure recording the message, try again later"
+        if any(result.outcome == IntakeOutcome.TOO_COSTLY for result in results):
+            log.warning("refused a message from %s: %s", session.peer, results[0].reason)
+            return "554 5.6.0 Message refused: too costly to read"
         return "250 2.0.0 OK: recorded"
 
 
@@ -86,6 +107,7 @@ async def serve_bounces(
 ) -> None:
     handler = BounceHandler(
         intake,
+        secret=settings.secret,
         bounce_domain=settings.bounce_domain,
         complaints_address=settings.complaints_address,
     )
