@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -19,6 +19,7 @@ from dashboard import (
     api_campaigns,
     api_lists,
     api_templates,
+    api_users,
     api_workers,
     auth_pages,
     metrics,
@@ -27,10 +28,11 @@ from dashboard import (
     pages_templates,
     pages_workers,
 )
-from dashboard.auth import CurrentUser, signed_in
+from dashboard.auth import RequireViewer, ViewerUser
 from dashboard.background_imports import BackgroundImports
 from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
+from dashboard.roles import Role
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
 from dashboard.upload_limit import RequestBodyLimit
@@ -42,6 +44,7 @@ from public_endpoints.webhooks import webhook_router
 
 class AccountOut(BaseModel):
     email: str
+    role: Role
     csrf_token: str | None
     """For a browser session: send as X-CSRF-Token with every POST, PUT and DELETE."""
 
@@ -111,6 +114,7 @@ def create_app(
     app.include_router(api_campaigns.router)
     app.include_router(api_templates.router)
     app.include_router(api_workers.router)
+    app.include_router(api_users.router)
     app.include_router(metrics.router)
     app.include_router(pages_campaigns.router)
     app.include_router(pages_lists.router)
@@ -118,13 +122,13 @@ def create_app(
     app.include_router(pages_workers.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(signed_in)])
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[RequireViewer])
     def openapi_description() -> JSONResponse:
         return JSONResponse(app.openapi())
 
     @app.get("/api/me", tags=["account"], summary="Who is signed in")
-    def me(user: CurrentUser) -> AccountOut:
-        return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
+    def me(user: ViewerUser) -> AccountOut:
+        return AccountOut(email=user.user.email, role=user.user.role, csrf_token=user.csrf_token)
 
     app.add_middleware(RequestBodyLimit, max_body_bytes=settings.max_upload_bytes)
     add_security_headers(app)

@@ -78,6 +78,9 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
+    sender_domains: str = ""
+    """Comma-separated domains a dashboard test message may be sent From; empty means
+    ``dkim_domain`` alone, and with neither, test messages are refused."""
     templates_dir: Path = EXAMPLE_TEMPLATES_DIR
     template_render_cpu_s: float = 2.0
     """CPU time a preview, test send or scheduling check may spend rendering one message."""
