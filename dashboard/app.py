@@ -3,7 +3,8 @@ all in one ASGI application (what ``edm serve`` runs)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,13 @@ def create_app(
     *,
     database: Database | None = None,
     monitor: Any = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The whole dashboard on ``database`` (default: the configured one).
 
     ``monitor`` watches the workers (default: a ``WorkerMonitor`` on the configured Redis,
-    started with the app and stopped with it).
+    started with the app and stopped with it). ``clock`` (seconds since the epoch) times the
+    waits between failed sign-ins.
     """
     if database is None:
         database = open_database(settings.resolved_database_url)
@@ -99,7 +102,7 @@ def create_app(
     app.state.imports = imports
     app.state.monitor = monitor
     app.state.chart_cache = TtlCache(ttl_s=CHART_CACHE_S)
-    app.state.sign_in_limiter = SignInLimiter(settings)
+    app.state.sign_in_limiter = SignInLimiter(settings, clock=clock)
     install_error_handlers(app, render_error_page)
 
     # Public: what recipients' mail clients, the email providers and health probes reach.

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 
 from campaigns.core.errors import InputError, NotFound
 from campaigns.core.models import ApiToken, DashboardUser, utc_now
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from dashboard.accounts import (
     SESSION_RENEW_AFTER,
     SignedIn,
@@ -79,7 +79,7 @@ def list_api_tokens(database: Database, email: str) -> list[TokenInfo]:
 
 def revoke_api_token(database: Database, token_id: int) -> None:
     with database.session() as session:
-        gone = session.execute(delete(ApiToken).where(ApiToken.id == token_id)).rowcount
+        gone = rows_matched(session.execute(delete(ApiToken).where(ApiToken.id == token_id)))
     if not gone:
         raise NotFound(f"ID: no API token {token_id} (`edm users tokens list --email E`)")
 

@@ -72,7 +72,7 @@ def render(
     page_context = {
         "user": signed_in.user if signed_in else None,
         "csrf_token": signed_in.csrf_token if signed_in else None,
-        "can_edit": bool(signed_in) and role_allows(signed_in.user.role, Role.EDITOR),
+        "can_edit": signed_in is not None and role_allows(signed_in.user.role, Role.EDITOR),
         **(context or {}),
     }
     return templates.TemplateResponse(request, name, page_context, status_code=status_code)

@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from campaigns.core.settings import PROJECT_ROOT, Settings
 from campaigns.core.storage import Database
-from dashboard.accounts import create_api_token, create_user
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.bearer_tokens import create_api_token
+from dashboard.roles import Role
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
@@ -87,7 +89,7 @@ def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def running_dashboard(
     database: Database, settings: Settings, *, monitor: Any = None
 ) -> Iterator[Dashboard]:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN)
     token = create_api_token(database, ADMIN_EMAIL)
     app = create_app(settings, database=database, monitor=monitor)
     with TestClient(app, base_url="http://dashboard.test") as client:

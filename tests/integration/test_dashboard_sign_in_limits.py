@@ -18,6 +18,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.roles import Role
 from tests.conftest import wait_until
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, dashboard_settings
 
@@ -36,8 +37,8 @@ def settings(tmp_path: Path, redis_url: str) -> Settings:
 
 @pytest.fixture
 def accounts(database: Database) -> Database:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD)
-    create_user(database, OTHER_EMAIL, OTHER_PASSWORD)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN)
+    create_user(database, OTHER_EMAIL, OTHER_PASSWORD, role=Role.ADMIN)
     return database
 
 
