@@ -51,6 +51,9 @@ class Dashboard:
     def put(self, url: str, **kwargs: Any) -> Any:
         return self.client.put(url, headers=self.bearer, **kwargs)
 
+    def delete(self, url: str, **kwargs: Any) -> Any:
+        return self.client.delete(url, headers=self.bearer, **kwargs)
+
     def import_csv(self, text: str, list_name: str, *, name: str = "people.csv") -> dict:
         """Upload and wait for the background import; its final state."""
         answer = self.post(

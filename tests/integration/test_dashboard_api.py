@@ -31,7 +31,9 @@ def dashboard(database: Database, tmp_path: Path) -> Iterator[Dashboard]:
 def test_a_test_message_reaches_the_relay(
     database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
 ) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
+    settings = dashboard_settings(
+        tmp_path, smtp_url=smtp_server.url, sender_domains="northwind.example"
+    )
     with running_dashboard(database, settings) as dashboard:
         dashboard.import_csv(SAMPLE_CSV, "people")
         list_id = dashboard.get("/api/lists").json()[0]["id"]
@@ -54,7 +56,9 @@ def test_a_test_message_reaches_the_relay(
 def test_a_test_message_carries_a_return_path_as_delivery_gives_it(
     database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
 ) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
+    settings = dashboard_settings(
+        tmp_path, smtp_url=smtp_server.url, sender_domains="northwind.example"
+    )
     with running_dashboard(database, settings) as dashboard:
         answer = dashboard.post(
             "/api/templates/test-send",
@@ -73,7 +77,7 @@ def test_a_test_message_carries_a_return_path_as_delivery_gives_it(
 
 def test_a_refused_test_message_is_reported_not_raised(database: Database, tmp_path: Path) -> None:
     with RecordingSmtpServer(behaviour=lambda _rcpt: (550, "5.1.1 no such user")) as server:
-        settings = dashboard_settings(tmp_path, smtp_url=server.url)
+        settings = dashboard_settings(tmp_path, smtp_url=server.url, sender_domains="example.com")
         with running_dashboard(database, settings) as dashboard:
             answer = dashboard.post(
                 "/api/templates/test-send",

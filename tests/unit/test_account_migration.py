@@ -65,4 +65,3 @@ def test_an_account_from_before_roles_is_an_admin_and_keeps_its_token(database_u
                 )
     finally:
         database.dispose()
-
