@@ -71,7 +71,10 @@ async def signed_in(
             raise SignInRequired("Authorization: expected 'Bearer <token>'")
         found = await run_in_threadpool(token_user, database, bearer.credentials)
         if found is None:
-            raise SignInRequired("API token not recognised (make one with `edm users token`)")
+            raise SignInRequired(
+                "API token not recognised, revoked or expired (make one with `edm users token`)"
+            )
+        request.state.signed_in = found
         return found
     if not cookie:
         raise SignInRequired("sign in first, or send an API token as 'Authorization: Bearer'")

@@ -73,6 +73,22 @@ class Dashboard:
             time.sleep(0.05)
 
 
+def draft_campaign(dashboard: Dashboard, *, from_address: str = "news@example.com") -> int:
+    """A draft campaign of the newsletter template to a freshly imported list ``people``."""
+    dashboard.import_csv(SAMPLE_CSV, "people")
+    answer = dashboard.post(
+        "/api/campaigns",
+        json={
+            "name": "Spring",
+            "list": "people",
+            "template": "newsletter",
+            "from_address": from_address,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["campaign"]["id"])
+
+
 def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
     templates_dir = tmp_path / "templates"
     if not templates_dir.exists():
