@@ -32,9 +32,11 @@ from campaigns.core.settings import PROJECT_ROOT, Settings
 from campaigns.core.storage import Database, open_database
 from campaigns.jobs.state_counts import fold_job_state_deltas, job_state_counts_by_scan
 from campaigns.lifecycle.campaign_service import campaign_status
-from dashboard.accounts import create_api_token, create_user
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.bearer_tokens import create_api_token
 from dashboard.pages_campaigns import draw_charts
+from dashboard.roles import Role
 from dashboard.worker_monitor import WorkerMonitor
 
 DEFAULT_ROWS = 1_000_000
@@ -147,7 +149,7 @@ def timed(call: Callable[[], Any], repeats: int = REPEATS) -> dict[str, float]:
 
 
 def measure(database: Database, settings: Settings, campaign_id: int) -> dict[str, Any]:
-    create_user(database, "bench@example.com", "bench password 1")
+    create_user(database, "bench@example.com", "bench password 1", role=Role.ADMIN)
     token = create_api_token(database, "bench@example.com")
     monitor = WorkerMonitor(settings, database, sample_interval_s=1.0)
     app = create_app(settings, database=database, monitor=monitor)

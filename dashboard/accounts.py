@@ -1,8 +1,8 @@
-"""Dashboard accounts: users with argon2 password hashes, browser sessions and API tokens.
+"""Dashboard accounts: users with a role and an argon2 password hash, and their browser sessions.
 
-Sessions and API tokens are random secrets handed out once; only their SHA-256 is stored, so a
-copy of the database signs nobody in. Every lookup goes through the hash, which also makes the
-comparison independent of how much of a guessed token is right.
+Sessions (and API tokens, ``dashboard.bearer_tokens``) are random secrets handed out once; only
+their SHA-256 is stored, so a copy of the database signs nobody in. Every lookup goes through the
+hash, which also makes the comparison independent of how much of a guessed token is right.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from campaigns.core.errors import InputError, NotFound
 from campaigns.core.models import ApiToken, DashboardSession, DashboardUser, utc_now
 from campaigns.core.storage import Database
 from campaigns.lists.fields import email_key, normalise_email
+from dashboard.password_rules import MAX_PASSWORD_CHARS, check_password
+from dashboard.roles import Role
 
-MIN_PASSWORD_CHARS = 10
-MAX_PASSWORD_CHARS = 1024
 SESSION_LIFETIME = timedelta(days=7)
 """A session unused this long signs its browser out; each use extends it."""
 SESSION_RENEW_AFTER = timedelta(hours=1)
 """Extending a session is a write: done at most this often per session."""
-API_TOKEN_PREFIX = "edm_"
 
 _hasher = PasswordHasher()
 # Verifying against this when the address is unknown makes a wrong address take as long as a
@@ -40,6 +39,17 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 class User:
     id: int
     email: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as ``edm users list`` and the accounts API show one."""
+
+    id: int
+    email: str
+    role: Role
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -63,28 +73,80 @@ def checked_email(email: str) -> str:
         raise InputError(f"--email: {email[:80]!r}: {error}") from None
 
 
-def create_user(database: Database, email: str, password: str) -> User:
+def user_of(row: DashboardUser) -> User:
+    return User(row.id, row.email, Role(row.role))
+
+
+def has_accounts(database: Database) -> bool:
+    with database.session() as session:
+        return session.scalar(select(DashboardUser.id).limit(1)) is not None
+
+
+def create_user(database: Database, email: str, password: str, *, role: Role) -> User:
     address = checked_email(email)
-    _check_password(password)
+    check_password(password)
     with database.session() as session:
         exists = session.scalar(select(DashboardUser.id).where(DashboardUser.email == address))
         if exists is not None:
             raise InputError(f"--email: a user {address} already exists")
-        user = DashboardUser(email=address, password_hash=_hasher.hash(password))
+        user = DashboardUser(email=address, password_hash=_hasher.hash(password), role=role)
         session.add(user)
         session.flush()
-        return User(user.id, user.email)
+        return user_of(user)
 
 
-def set_password(database: Database, email: str, password: str) -> User:
+def list_accounts(database: Database) -> list[Account]:
+    with database.session() as session:
+        rows = session.scalars(select(DashboardUser).order_by(DashboardUser.email))
+        return [_account_of(row) for row in rows]
+
+
+def find_account(database: Database, email: str) -> Account:
+    with database.session() as session:
+        return _account_of(user_by_email(session, email))
+
+
+def _account_of(row: DashboardUser) -> Account:
+    return Account(row.id, row.email, Role(row.role), row.created_at)
+
+
+def set_password(
+    database: Database, email: str, password: str, *, keep_tokens: bool = False
+) -> User:
+    """A new password signs out every browser that knew the old one and, unless
+    ``keep_tokens``, revokes the user's API tokens (whoever took the password may have made one)."""
     address = checked_email(email)
-    _check_password(password)
+    check_password(password)
     with database.session() as session:
         user = _user_by_email(session, address)
         user.password_hash = _hasher.hash(password)
-        # A new password signs out every browser that knew the old one.
         session.execute(delete(DashboardSession).where(DashboardSession.user_id == user.id))
-        return User(user.id, user.email)
+        if not keep_tokens:
+            session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+        return user_of(user)
+
+
+def set_role(database: Database, email: str, role: Role) -> User:
+    address = checked_email(email)
+    with database.session() as session:
+        user = _user_by_email(session, address)
+        if role != Role.ADMIN:
+            _keep_an_admin(session, user, "--role")
+        user.role = role
+        return user_of(user)
+
+
+def delete_user(database: Database, email: str) -> User:
+    """The account goes, and with it every session and API token it had."""
+    address = checked_email(email)
+    with database.session() as session:
+        user = _user_by_email(session, address)
+        _keep_an_admin(session, user, "--email")
+        gone = user_of(user)
+        session.execute(delete(DashboardSession).where(DashboardSession.user_id == user.id))
+        session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+        session.delete(user)
+        return gone
 
 
 def authenticate(database: Database, email: str, password: str) -> User | None:
@@ -104,7 +166,7 @@ def authenticate(database: Database, email: str, password: str) -> User | None:
             return None
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
-        return User(user.id, user.email)
+        return user_of(user)
 
 
 def start_session(database: Database, user: User) -> tuple[str, str]:
@@ -146,7 +208,7 @@ def session_user(database: Database, token: str) -> SignedIn | None:
             return None
         if stored.expires_at - SESSION_LIFETIME + SESSION_RENEW_AFTER <= now:
             stored.expires_at = now + SESSION_LIFETIME
-        return SignedIn(User(user.id, user.email), stored.csrf_token, hashed)
+        return SignedIn(user_of(user), stored.csrf_token, hashed)
 
 
 def end_session(database: Database, session_hash: str) -> None:
@@ -154,50 +216,23 @@ def end_session(database: Database, session_hash: str) -> None:
         session.execute(delete(DashboardSession).where(DashboardSession.token_hash == session_hash))
 
 
-def create_api_token(database: Database, email: str) -> str:
-    """A new bearer token for the user; shown once, only its hash is kept."""
-    address = checked_email(email)
-    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with database.session() as session:
-        user = _user_by_email(session, address)
-        session.add(ApiToken(token_hash=token_hash(token), user_id=user.id))
-    return token
-
-
-def token_user(database: Database, token: str) -> SignedIn | None:
-    if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
-        return None
-    hashed = token_hash(token)
-    with database.session() as session:
-        row = session.execute(
-            select(ApiToken.id, ApiToken.last_used_at, DashboardUser.id, DashboardUser.email)
-            .join(DashboardUser, DashboardUser.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == hashed)
-        ).first()
-        if row is None:
-            return None
-        token_id, last_used_at, user_id, email = row
-        now = utc_now()
-        if _stale(last_used_at, now):
-            session.execute(
-                update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-            )
-        return SignedIn(User(user_id, email), None)
-
-
-def _stale(moment: datetime | None, now: datetime) -> bool:
-    return moment is None or now - moment > SESSION_RENEW_AFTER
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise InputError(f"password: at least {MIN_PASSWORD_CHARS} characters, please")
-    if len(password) > MAX_PASSWORD_CHARS:
-        raise InputError(f"password: at most {MAX_PASSWORD_CHARS} characters")
+def user_by_email(session: Session, email: str) -> DashboardUser:
+    return _user_by_email(session, checked_email(email))
 
 
 def _user_by_email(session: Session, address: str) -> DashboardUser:
     user = session.scalar(select(DashboardUser).where(DashboardUser.email == address))
     if user is None:
-        raise NotFound(f"user {address} not found (create one with `edm users create`)")
+        raise NotFound(f"--email: user {address} not found (create one with `edm users create`)")
     return user
+
+
+def _keep_an_admin(session: Session, user: DashboardUser, field: str) -> None:
+    """Without an admin nobody could manage accounts from the dashboard or API again."""
+    if user.role != Role.ADMIN:
+        return
+    admins = session.scalar(
+        select(func.count()).select_from(DashboardUser).where(DashboardUser.role == Role.ADMIN)
+    )
+    if (admins or 0) <= 1:
+        raise InputError(f"{field}: {user.email} is the only admin: make another admin first")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,7 @@ from campaigns.lifecycle import campaign_service
 from campaigns.lifecycle.failures import retry_failures
 from campaigns.lifecycle.schedule_requests import When, schedule_plan
 from dashboard.api_templates import PreviewOut
-from dashboard.auth import signed_in
+from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.campaign_queries import (
     EXPORT_COLUMNS,
     BounceReason,
@@ -50,7 +50,7 @@ from dashboard.template_files import checked_name
 from dashboard.template_preview import campaign_preview
 from workers.relays.config import relay_names
 
-router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(signed_in)])
+router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[RequireViewer])
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="the recipient's job id")]
 StateFilter = Annotated[JobState | None, Query(description="only recipients in this state")]
 
@@ -143,7 +143,7 @@ def get_campaigns(database: DatabaseDep) -> list[CampaignRow]:
     return campaign_rows(database)
 
 
-@router.post("", status_code=201, summary="Create a draft campaign")
+@router.post("", status_code=201, summary="Create a draft campaign", dependencies=[RequireEditor])
 def post_campaign(
     body: CampaignCreate, database: DatabaseDep, settings: SettingsDep
 ) -> CampaignDetail:
@@ -167,7 +167,11 @@ def get_campaign(campaign_id: CampaignId, database: DatabaseDep) -> CampaignDeta
     return detail(database, campaign_id)
 
 
-@router.post("/{campaign_id}/schedule", summary="Check the template and schedule sending")
+@router.post(
+    "/{campaign_id}/schedule",
+    summary="Check the template and schedule sending",
+    dependencies=[RequireEditor],
+)
 def post_schedule(
     campaign_id: CampaignId, body: ScheduleRequest, database: DatabaseDep, settings: SettingsDep
 ) -> ScheduleOut:
@@ -195,22 +199,34 @@ def post_schedule(
     )
 
 
-@router.post("/{campaign_id}/pause", summary="Stop sending within a second")
+@router.post(
+    "/{campaign_id}/pause", summary="Stop sending within a second", dependencies=[RequireEditor]
+)
 def post_pause(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
     return StateOut(id=campaign_id, state=campaign_service.pause_campaign(database, campaign_id))
 
 
-@router.post("/{campaign_id}/resume", summary="Continue a paused campaign")
+@router.post(
+    "/{campaign_id}/resume", summary="Continue a paused campaign", dependencies=[RequireEditor]
+)
 def post_resume(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
     return StateOut(id=campaign_id, state=campaign_service.resume_campaign(database, campaign_id))
 
 
-@router.post("/{campaign_id}/cancel", summary="Cancel every message not yet sent")
+@router.post(
+    "/{campaign_id}/cancel",
+    summary="Cancel every message not yet sent",
+    dependencies=[RequireEditor],
+)
 def post_cancel(campaign_id: CampaignId, database: DatabaseDep) -> StateOut:
     return StateOut(id=campaign_id, state=campaign_service.cancel_campaign(database, campaign_id))
 
 
-@router.post("/{campaign_id}/retry", summary="Queue again the failures that may pass")
+@router.post(
+    "/{campaign_id}/retry",
+    summary="Queue again the failures that may pass",
+    dependencies=[RequireEditor],
+)
 def post_retry(
     campaign_id: CampaignId, database: DatabaseDep, body: RetryRequest | None = None
 ) -> RetryOut:

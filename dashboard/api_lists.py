@@ -7,12 +7,12 @@ import io
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from campaigns.core.spreadsheet_csv import write_csv
-from dashboard.auth import CurrentUser, signed_in
+from dashboard.auth import EditorUser, RequireViewer
 from dashboard.background_imports import ImportProgress
 from dashboard.dependencies import MAX_ID, DatabaseDep, ImportsDep, ListId, Text
 from dashboard.list_queries import (
@@ -23,7 +23,7 @@ from dashboard.list_queries import (
     search_recipients,
 )
 
-router = APIRouter(prefix="/api", tags=["lists"], dependencies=[Depends(signed_in)])
+router = APIRouter(prefix="/api", tags=["lists"], dependencies=[RequireViewer])
 ImportId = Annotated[int, Path(ge=1, le=MAX_ID, description="import id")]
 SHOWN_REJECTED_ROWS = 100
 
@@ -98,7 +98,7 @@ def get_recipients(
     summary="Upload a CSV and import it into a list in the background",
 )
 def post_import(
-    user: CurrentUser,
+    user: EditorUser,
     imports: ImportsDep,
     file: Annotated[UploadFile, File(description="the recipient CSV")],
     list_name: Annotated[Text, Form(alias="list", min_length=1, max_length=200)],

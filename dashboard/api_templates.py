@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -12,9 +12,10 @@ from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
-from dashboard.auth import signed_in
+from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.dependencies import MAX_ID, DatabaseDep, SettingsDep, Text
 from dashboard.list_queries import first_recipient, recipient_fields
+from dashboard.sender_domains import check_test_sender
 from dashboard.template_files import (
     TemplateSummary,
     checked_name,
@@ -30,7 +31,7 @@ from dashboard.template_preview import (
     send_test,
 )
 
-router = APIRouter(prefix="/api/templates", tags=["templates"], dependencies=[Depends(signed_in)])
+router = APIRouter(prefix="/api/templates", tags=["templates"], dependencies=[RequireViewer])
 TemplateName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 MAX_PART_CHARS = 1_000_000
 
@@ -123,7 +124,11 @@ def get_template(name: TemplateName, settings: SettingsDep) -> TemplateOut:
     return TemplateOut(name=source.name, subject=source.subject, html=source.html, text=source.text)
 
 
-@router.put("/{name}", summary="Save a template (compiled first: a broken one is not written)")
+@router.put(
+    "/{name}",
+    summary="Save a template (compiled first: a broken one is not written)",
+    dependencies=[RequireEditor],
+)
 def put_template(name: TemplateName, body: TemplateBody, settings: SettingsDep) -> TemplateOut:
     source = save_template(
         settings.resolved_templates_dir,
@@ -132,6 +137,7 @@ def put_template(name: TemplateName, body: TemplateBody, settings: SettingsDep) 
     return TemplateOut(name=source.name, subject=source.subject, html=source.html, text=source.text)
 
 
+# Preview and check change nothing: a viewer's template page uses them too.
 @router.post("/preview", summary="Render a template for one recipient")
 def post_preview(
     request: PreviewRequest, database: DatabaseDep, settings: SettingsDep
@@ -144,7 +150,10 @@ def post_preview(
     return PreviewOut(email=email, subject=rendered.subject, html=rendered.html, text=rendered.text)
 
 
-@router.post("/check", summary="Check every variable against every recipient of a list")
+@router.post(
+    "/check",
+    summary="Check every variable against every recipient of a list",
+)
 def post_check(request: CheckRequest, database: DatabaseDep, settings: SettingsDep) -> CheckOut:
     result: ListCheck = check_against_list(
         database, _source(settings, request.template, request.source), request.list_id
@@ -154,10 +163,13 @@ def post_check(request: CheckRequest, database: DatabaseDep, settings: SettingsD
     )
 
 
-@router.post("/test-send", summary="Send the rendered template to one address")
+@router.post(
+    "/test-send", summary="Send the rendered template to one address", dependencies=[RequireEditor]
+)
 async def post_test_send(
     request: SendTestRequest, database: DatabaseDep, settings: SettingsDep
 ) -> SendTestOutcome:
+    check_test_sender(settings, request.from_address, field="from_address")
     source = _source(settings, request.template, request.source)
     email, fields = await run_in_threadpool(_recipient, database, request)
     return await send_test(

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from campaigns.core.errors import ServiceUnavailable
-from dashboard.auth import signed_in
+from dashboard.auth import RequireViewer
 from dashboard.dependencies import MonitorDep
 from dashboard.worker_monitor import DomainLimitRow, RelayLimitRow, WorkerRow, WorkersSnapshot
 
-router = APIRouter(prefix="/api", tags=["workers"], dependencies=[Depends(signed_in)])
+router = APIRouter(prefix="/api", tags=["workers"], dependencies=[RequireViewer])
 
 
 class WorkersOut(BaseModel):

@@ -3,12 +3,13 @@ all in one ASGI application (what ``edm serve`` runs)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from dashboard import (
     api_lists,
     api_templates,
     api_transactional,
+    api_users,
     api_workers,
     auth_pages,
     metrics,
@@ -28,10 +30,11 @@ from dashboard import (
     pages_templates,
     pages_workers,
 )
-from dashboard.auth import CurrentUser, signed_in
+from dashboard.auth import RequireViewer, ViewerUser
 from dashboard.background_imports import BackgroundImports
 from dashboard.http_errors import install_error_handlers
 from dashboard.page_rendering import render_error_page
+from dashboard.roles import Role
 from dashboard.sign_in_limits import SignInLimiter
 from dashboard.ttl_cache import TtlCache
 from public_endpoints.body_limit import BodyLimit, RequestBodyLimit, public_body_limit
@@ -43,6 +46,7 @@ from public_endpoints.webhooks import webhook_router
 
 class AccountOut(BaseModel):
     email: str
+    role: Role
     csrf_token: str | None
     """For a browser session: send as X-CSRF-Token with every POST, PUT and DELETE."""
 
@@ -58,11 +62,13 @@ def create_app(
     *,
     database: Database | None = None,
     monitor: Any = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The whole dashboard on ``database`` (default: the configured one).
 
     ``monitor`` watches the workers (default: a ``WorkerMonitor`` on the configured Redis,
-    started with the app and stopped with it).
+    started with the app and stopped with it). ``clock`` (seconds since the epoch) times the
+    waits between failed sign-ins.
     """
     if database is None:
         database = open_database(settings.resolved_database_url)
@@ -99,7 +105,7 @@ def create_app(
     app.state.imports = imports
     app.state.monitor = monitor
     app.state.chart_cache = TtlCache(ttl_s=CHART_CACHE_S)
-    app.state.sign_in_limiter = SignInLimiter(settings)
+    app.state.sign_in_limiter = SignInLimiter(settings, clock=clock)
     install_error_handlers(app, render_error_page)
 
     # Public: what recipients' mail clients, the email providers and health probes reach.
@@ -115,6 +121,7 @@ def create_app(
     app.include_router(api_templates.router)
     app.include_router(api_transactional.router)
     app.include_router(api_workers.router)
+    app.include_router(api_users.router)
     app.include_router(metrics.router)
     app.include_router(pages_campaigns.router)
     app.include_router(pages_lists.router)
@@ -122,13 +129,13 @@ def create_app(
     app.include_router(pages_workers.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(signed_in)])
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[RequireViewer])
     def openapi_description() -> JSONResponse:
         return JSONResponse(app.openapi())
 
     @app.get("/api/me", tags=["account"], summary="Who is signed in")
-    def me(user: CurrentUser) -> AccountOut:
-        return AccountOut(email=user.user.email, csrf_token=user.csrf_token)
+    def me(user: ViewerUser) -> AccountOut:
+        return AccountOut(email=user.user.email, role=user.user.role, csrf_token=user.csrf_token)
 
     upload_limit = BodyLimit(
         settings.max_upload_bytes,

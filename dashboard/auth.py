@@ -4,19 +4,26 @@ A browser's cookie is sent with every request to the dashboard, including ones a
 makes it send, so every unsafe request signed in by cookie must also carry the session's CSRF
 token (form field ``csrf_token`` or header ``X-CSRF-Token``). A bearer token is never sent by a
 browser on its own and needs none.
+
+Every signed-in route states the role it needs with ``RequireViewer``, ``RequireEditor`` or
+``RequireAdmin`` (or the ``ViewerUser``/``EditorUser``/``AdminUser`` parameter types); a unit test
+walks the routes and fails on one that states none.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from campaigns.core.storage import Database
-from dashboard.accounts import SignedIn, session_user, token_user
+from dashboard.accounts import SignedIn, session_user
+from dashboard.bearer_tokens import token_user
+from dashboard.roles import Role, role_allows
 
 SESSION_COOKIE = "edm_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -41,6 +48,14 @@ class CsrfRefused(Exception):
     """An unsafe request signed in by cookie without the session's CSRF token."""
 
 
+class RoleRefused(Exception):
+    """Signed in, but the account's role does not allow this: 403."""
+
+    def __init__(self, needed: Role, held: Role) -> None:
+        super().__init__(f"this needs the {needed} role; your account is a {held}")
+        self.needed = needed
+
+
 def app_database(request: Request) -> Database:
     return request.app.state.database
 
@@ -56,7 +71,10 @@ async def signed_in(
             raise SignInRequired("Authorization: expected 'Bearer <token>'")
         found = await run_in_threadpool(token_user, database, bearer.credentials)
         if found is None:
-            raise SignInRequired("API token not recognised (make one with `edm users token`)")
+            raise SignInRequired(
+                "API token not recognised, revoked or expired (make one with `edm users token`)"
+            )
+        request.state.signed_in = found
         return found
     if not cookie:
         raise SignInRequired("sign in first, or send an API token as 'Authorization: Bearer'")
@@ -70,6 +88,35 @@ async def signed_in(
 
 
 CurrentUser = Annotated[SignedIn, Depends(signed_in)]
+"""Any signed-in account; routes use a role requirement below instead."""
+
+
+def _requirement(needed: Role) -> Callable[[SignedIn], Awaitable[SignedIn]]:
+    async def require_role(user: CurrentUser) -> SignedIn:
+        if not role_allows(user.user.role, needed):
+            raise RoleRefused(needed, user.user.role)
+        return user
+
+    require_role.__name__ = f"require_{needed}"
+    return require_role
+
+
+require_viewer = _requirement(Role.VIEWER)
+require_editor = _requirement(Role.EDITOR)
+require_admin = _requirement(Role.ADMIN)
+ROLE_REQUIREMENTS: dict[Any, Role] = {
+    require_viewer: Role.VIEWER,
+    require_editor: Role.EDITOR,
+    require_admin: Role.ADMIN,
+}
+"""Each requirement and the role it asks for (what the route-walking test looks for)."""
+
+RequireViewer = Depends(require_viewer)
+RequireEditor = Depends(require_editor)
+RequireAdmin = Depends(require_admin)
+ViewerUser = Annotated[SignedIn, RequireViewer]
+EditorUser = Annotated[SignedIn, RequireEditor]
+AdminUser = Annotated[SignedIn, RequireAdmin]
 
 
 async def _check_csrf(request: Request, found: SignedIn) -> None:

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.accounts import authenticate, end_session, start_session
-from dashboard.auth import SESSION_COOKIE, CurrentUser
+from dashboard.auth import SESSION_COOKIE, ViewerUser
 from dashboard.dependencies import DatabaseDep, SignInLimiterDep
 from dashboard.page_rendering import render
 
@@ -122,7 +122,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(user: CurrentUser, database: DatabaseDep) -> Response:
+async def logout(user: ViewerUser, database: DatabaseDep) -> Response:
     if user.session_hash is not None:
         await run_in_threadpool(end_session, database, user.session_hash)
     response = RedirectResponse("/login", status_code=303)

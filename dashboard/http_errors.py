@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.core.errors import EdmError, InputError, NotFound, ServiceUnavailable, StateError
-from dashboard.auth import CsrfRefused, SignInRequired
+from dashboard.auth import CsrfRefused, RoleRefused, SignInRequired
 from public_endpoints.access_log import redacted_request_target
 
 log = logging.getLogger("edm.dashboard")
@@ -73,6 +73,10 @@ def install_error_handlers(app: FastAPI, render_error_page: Any) -> None:
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _error: CsrfRefused) -> Response:
         return answer(request, 403, "Forbidden", CSRF_MESSAGE)
+
+    @app.exception_handler(RoleRefused)
+    async def role_refused(request: Request, error: RoleRefused) -> Response:
+        return answer(request, 403, "Forbidden", str(error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:

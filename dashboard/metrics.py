@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from campaigns.core.models import JobState
 from dashboard.api_workers import snapshot_of
-from dashboard.auth import signed_in
+from dashboard.auth import RequireViewer
 from dashboard.dependencies import MonitorDep
 from dashboard.worker_monitor import WorkersSnapshot
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+router = APIRouter(include_in_schema=False, dependencies=[RequireViewer])
 
 
 class SnapshotCollector(Collector):

@@ -11,6 +11,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from dashboard.roles import Role, role_allows
+
 PAGE_TEMPLATES_DIR = Path(__file__).resolve().parent / "page_templates"
 
 templates = Jinja2Templates(directory=str(PAGE_TEMPLATES_DIR))
@@ -70,6 +72,7 @@ def render(
     page_context = {
         "user": signed_in.user if signed_in else None,
         "csrf_token": signed_in.csrf_token if signed_in else None,
+        "can_edit": signed_in is not None and role_allows(signed_in.user.role, Role.EDITOR),
         **(context or {}),
     }
     return templates.TemplateResponse(request, name, page_context, status_code=status_code)

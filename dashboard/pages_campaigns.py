@@ -10,7 +10,7 @@ import zoneinfo
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from campaigns.core.errors import EdmError
@@ -18,7 +18,7 @@ from campaigns.core.models import CampaignState, JobState
 from campaigns.lifecycle import campaign_service
 from campaigns.lifecycle.failures import retry_failures
 from campaigns.lifecycle.schedule_requests import schedule_plan
-from dashboard.auth import signed_in
+from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.campaign_queries import (
     bounce_reasons,
     campaign_overview,
@@ -45,7 +45,7 @@ from dashboard.template_files import checked_name, template_names
 from dashboard.template_preview import campaign_preview
 from workers.relays.config import relay_names
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+router = APIRouter(include_in_schema=False, dependencies=[RequireViewer])
 
 FINAL_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 STATE_ORDER = [str(state) for state in JobState]
@@ -102,13 +102,13 @@ def _new_form(
     )
 
 
-@router.get("/campaigns/new")
+@router.get("/campaigns/new", dependencies=[RequireEditor])
 def new_campaign_page(request: Request, database: DatabaseDep, settings: SettingsDep) -> Response:
     values: dict[str, Any] = {"tracking": True, "list": request.query_params.get("list", "")}
     return _new_form(request, database, settings, values=values)
 
 
-@router.post("/campaigns/new")
+@router.post("/campaigns/new", dependencies=[RequireEditor])
 def create_campaign_form(
     request: Request,
     database: DatabaseDep,
@@ -298,7 +298,7 @@ def campaign_recipient(
     )
 
 
-@router.post("/campaigns/{campaign_id}/schedule")
+@router.post("/campaigns/{campaign_id}/schedule", dependencies=[RequireEditor])
 def schedule_form(
     request: Request,
     campaign_id: CampaignId,
@@ -333,7 +333,7 @@ def schedule_form(
     return RedirectResponse(f"/campaigns/{campaign_id}?notice=scheduled", status_code=303)
 
 
-@router.post("/campaigns/{campaign_id}/{action}")
+@router.post("/campaigns/{campaign_id}/{action}", dependencies=[RequireEditor])
 def action_form(
     request: Request,
     campaign_id: CampaignId,

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from dashboard.api_lists import import_out
-from dashboard.auth import signed_in
+from dashboard.auth import RequireViewer
 from dashboard.dependencies import MAX_ID, DatabaseDep, ImportsDep, ListId, Text
 from dashboard.list_queries import list_summaries, list_summary, search_recipients
 from dashboard.page_rendering import render
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+router = APIRouter(include_in_schema=False, dependencies=[RequireViewer])
 ImportId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import EdmError
-from dashboard.auth import signed_in
+from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.dependencies import DatabaseDep, SettingsDep, Text
 from dashboard.http_errors import status_of
 from dashboard.list_queries import list_summaries
 from dashboard.page_rendering import render
 from dashboard.template_files import read_template, save_template, summaries, template_names
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+router = APIRouter(include_in_schema=False, dependencies=[RequireViewer])
 TemplateName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 STARTER = TemplateSource(
@@ -55,7 +55,7 @@ def templates_page(request: Request, settings: SettingsDep) -> Response:
     return _templates_page(request, settings)
 
 
-@router.post("/templates/new")
+@router.post("/templates/new", dependencies=[RequireEditor])
 def new_template(
     request: Request,
     settings: SettingsDep,

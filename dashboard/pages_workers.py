@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from dashboard.api_workers import snapshot_of
-from dashboard.auth import signed_in
+from dashboard.auth import RequireViewer
 from dashboard.dependencies import MonitorDep
 from dashboard.page_rendering import render
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+router = APIRouter(include_in_schema=False, dependencies=[RequireViewer])
 
 
 @router.get("/workers")

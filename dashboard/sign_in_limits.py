@@ -1,12 +1,21 @@
-"""Failed sign-ins counted per account and per client address in Redis, so passwords cannot be
-guessed at speed, whichever dashboard process answers.
+"""Failed sign-ins limited in Redis, whichever dashboard process answers: per client address
+a count, per account a growing wait, so that a stranger can slow guesses at an account down
+but never lock its owner out.
 
-Every attempt is counted before its password is checked (one script call), so a burst of
-parallel guesses cannot all start before the first failure is recorded; a success takes its
-own count back from the address and clears the account's. Once an account or an address has
-more than ``EDM_LOGIN_FAILURE_LIMIT`` attempts counted, further ones are refused, even with the
-right password, until ``EDM_LOGIN_FAILURE_WINDOW_S`` after its first failure. Accounts that do
-not exist are counted alike, so a refusal does not tell which addresses have accounts.
+- **Per address**: more than ``EDM_LOGIN_FAILURE_LIMIT`` attempts within
+  ``EDM_LOGIN_FAILURE_WINDOW_S`` close that address (for every account) until the window ends.
+- **Per account**: after ``EDM_LOGIN_DELAY_AFTER_FAILURES`` failures, each further attempt must
+  come ``EDM_LOGIN_DELAY_FIRST_S`` after the one before, doubling with each failure up to
+  ``EDM_LOGIN_DELAY_MAX_S``. An attempt made after its wait is checked as usual: the right
+  password signs in and clears the account's count. An attempt made too early is refused without
+  checking the password and without counting against the address, so an owner who retries too
+  soon does not close their own address.
+
+Every admitted attempt is counted as a failure before its password is checked (one script call),
+so a burst of parallel guesses cannot all start before the first failure is recorded; a success
+takes its own count back from the address and clears the account's. Accounts that do not exist
+are counted alike, so a refusal does not tell which addresses have accounts. Time comes from the
+limiter's ``clock`` (seconds since the epoch), so tests move it instead of sleeping.
 
 When Redis cannot be reached (or none is known yet) sign-ins go ahead, with a warning in the
 log: refusing them would lock everyone out of the dashboard, the place that shows what is wrong
@@ -19,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import redis
 
@@ -34,29 +45,42 @@ log = logging.getLogger("edm.dashboard.sign_in")
 
 REDIS_TIMEOUT_S = 2.0
 
-# KEYS: the account's and the address's counters. Returns each count and its time left (ms).
+# KEYS: the account's hash (failures, next_ms), the address's counter.
+# ARGV: now (ms), address limit, window (ms), free failures, first delay (ms), max delay (ms).
+# Returns {0, 0} when admitted, {1, ms left} for a closed address, {2, ms left} for an account
+# that must wait.
 COUNT_ATTEMPT = """
-local result = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  local left_ms = redis.call('PTTL', key)
-  if left_ms < 0 then
-    redis.call('PEXPIRE', key, ARGV[1])
-    left_ms = tonumber(ARGV[1])
-  end
-  result[2 * i - 1] = count
-  result[2 * i] = left_ms
+local now = tonumber(ARGV[1])
+local address_count = tonumber(redis.call('GET', KEYS[2]) or '0')
+if address_count >= tonumber(ARGV[2]) then
+  return {1, math.max(redis.call('PTTL', KEYS[2]), 1)}
 end
-return result
+local next_ms = tonumber(redis.call('HGET', KEYS[1], 'next_ms') or '0')
+if now < next_ms then
+  return {2, next_ms - now}
+end
+redis.call('INCR', KEYS[2])
+if redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local free = tonumber(ARGV[4])
+if failures >= free then
+  local delay = math.min(tonumber(ARGV[5]) * 2 ^ (failures - free), tonumber(ARGV[6]))
+  redis.call('HSET', KEYS[1], 'next_ms', string.format('%.0f', now + delay))
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {0, 0}
 """
 
-# KEYS: the account's and the address's counters.
+# KEYS: the account's hash, the address's counter.
 COUNT_SUCCESS = """
 redis.call('DEL', KEYS[1])
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
   redis.call('DECR', KEYS[2])
 end
 """
+ADMITTED, ADDRESS_CLOSED, ACCOUNT_WAITS = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -68,29 +92,40 @@ class SignInRefused:
 class SignInLimiter:
     """Use from any thread; the Redis is ``settings``' (or the published embedded one)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._clock = clock
         self._client: redis.Redis | None = None
         self._client_url = ""
 
     def attempt(self, email: str, address: str) -> SignInRefused | None:
-        """Count a sign-in attempt; a refusal when the account or the address has had too many."""
+        """Count a sign-in attempt; a refusal when the address is closed or the account must
+        wait."""
         client = self._redis()
         if client is None:
             return None
         keys = self._keys(email, address)
+        settings = self._settings
+        now_s = self._clock()
         try:
-            account_count, account_left_ms, address_count, address_left_ms = client.eval(
-                COUNT_ATTEMPT, len(keys), *keys, round(self._settings.login_failure_window_s * 1000)
+            outcome, left_ms = client.eval(
+                COUNT_ATTEMPT,
+                len(keys),
+                *keys,
+                round(now_s * 1000),
+                settings.login_failure_limit,
+                round(settings.login_failure_window_s * 1000),
+                settings.login_delay_after_failures,
+                round(settings.login_delay_first_s * 1000),
+                round(settings.login_delay_max_s * 1000),
             )
         except (redis.RedisError, OSError) as error:
             self._warn_unlimited(error)
             return None
-        limit = self._settings.login_failure_limit
-        if int(account_count) > limit:
-            return _refused("for this account", int(account_left_ms))
-        if int(address_count) > limit:
-            return _refused("from your network address", int(address_left_ms))
+        if int(outcome) == ADDRESS_CLOSED:
+            return _refused("from your network address", int(left_ms), now_s)
+        if int(outcome) == ACCOUNT_WAITS:
+            return _refused("for this account", int(left_ms), now_s)
         return None
 
     def succeeded(self, email: str, address: str) -> None:
@@ -137,9 +172,9 @@ class SignInLimiter:
         )
 
 
-def _refused(whose: str, left_ms: int) -> SignInRefused:
+def _refused(whose: str, left_ms: int, now_s: float) -> SignInRefused:
     left_s = max(1, math.ceil(left_ms / 1000))
-    until = (datetime.now(UTC) + timedelta(seconds=left_s)).strftime("%H:%M UTC")
+    until = datetime.fromtimestamp(now_s + left_s, UTC).strftime("%H:%M:%S UTC")
     wait = f"{left_s} seconds" if left_s < 90 else f"{math.ceil(left_s / 60)} minutes"
     return SignInRefused(
         f"Too many failed sign-ins {whose}: try again in {wait} (after {until}).", left_s

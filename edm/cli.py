@@ -286,24 +286,68 @@ def _add_dashboard_commands(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.set_defaults(handler="services:serve")
 
+    _add_user_commands(commands)
+
+
+def _add_user_commands(commands: Any) -> None:
     users = commands.add_parser("users", help="dashboard accounts").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
     create = users.add_parser("create", help="make an account that can sign in")
     create.add_argument("--email", required=True)
     create.add_argument(
+        "--role",
+        metavar="ROLE",
+        help="admin, editor or viewer (the first account is an admin unless told otherwise)",
+    )
+    create.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the password from standard input (else it is asked for)",
     )
     create.set_defaults(handler="users:create")
-    password = users.add_parser("password", help="set a new password (signs out every browser)")
+
+    listing = users.add_parser("list", help="every account with its role")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler="users:list_users")
+
+    delete = users.add_parser("delete", help="delete an account, its sessions and its tokens")
+    delete.add_argument("--email", required=True)
+    delete.set_defaults(handler="users:delete")
+
+    role = users.add_parser("role", help="change an account's role")
+    role.add_argument("--email", required=True)
+    role.add_argument("--role", required=True, metavar="ROLE", help="admin, editor or viewer")
+    role.set_defaults(handler="users:role")
+
+    password = users.add_parser(
+        "password", help="set a new password (signs out every browser, revokes API tokens)"
+    )
     password.add_argument("--email", required=True)
     password.add_argument("--password-stdin", action="store_true")
+    password.add_argument(
+        "--keep-tokens", action="store_true", help="leave the account's API tokens working"
+    )
     password.set_defaults(handler="users:password")
-    token = users.add_parser("token", help="print a new API token (Authorization: Bearer)")
+
+    token = users.add_parser("token", help="print a new API token once (Authorization: Bearer)")
     token.add_argument("--email", required=True)
+    token.add_argument("--name", default="", help="what the token is for, shown in lists")
+    token.add_argument(
+        "--expires-days", type=float, metavar="DAYS", help="stops working after this many days"
+    )
     token.set_defaults(handler="users:token")
+
+    tokens = users.add_parser("tokens", help="an account's API tokens").add_subparsers(
+        dest="tokens_action", required=True, metavar="ACTION"
+    )
+    token_list = tokens.add_parser("list", help="id, name, created, last used, expires")
+    token_list.add_argument("--email", required=True)
+    token_list.add_argument("--json", action="store_true")
+    token_list.set_defaults(handler="users:list_tokens")
+    revoke = tokens.add_parser("revoke", help="stop a token from working")
+    revoke.add_argument("id", type=int, metavar="ID")
+    revoke.set_defaults(handler="users:revoke_token")
 
 
 def _run(handler: str, args: argparse.Namespace, settings: Settings) -> None:

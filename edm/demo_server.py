@@ -12,6 +12,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.core.templates_location import TEMPLATES_FOLDER_NAME, copy_examples_once
 from dashboard.accounts import create_user
+from dashboard.roles import Role
 from dashboard.server import build_dashboard
 
 DEMO_ACCOUNT = "demo@example.com"
@@ -23,7 +24,7 @@ def serve_demo_dashboard(
     """Serve until Ctrl-C; the demo's worker and capture server keep running meanwhile."""
 
     password = secrets.token_urlsafe(12)
-    create_user(database, DEMO_ACCOUNT, password)
+    create_user(database, DEMO_ACCOUNT, password, role=Role.ADMIN)
     # Edits made in the dashboard go to the demo's own copy: the templates the demo sent from
     # (a checkout's, or the person's own in an installed copy) stay as they are.
     templates_dir = copy_examples_once(

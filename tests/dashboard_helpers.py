@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from campaigns.core.settings import PROJECT_ROOT, Settings
 from campaigns.core.storage import Database
-from dashboard.accounts import create_api_token, create_user
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.bearer_tokens import create_api_token
+from dashboard.roles import Role
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
@@ -49,6 +51,9 @@ class Dashboard:
     def put(self, url: str, **kwargs: Any) -> Any:
         return self.client.put(url, headers=self.bearer, **kwargs)
 
+    def delete(self, url: str, **kwargs: Any) -> Any:
+        return self.client.delete(url, headers=self.bearer, **kwargs)
+
     def import_csv(self, text: str, list_name: str, *, name: str = "people.csv") -> dict:
         """Upload and wait for the background import; its final state."""
         answer = self.post(
@@ -66,6 +71,22 @@ class Dashboard:
             if state["state"] in ("done", "failed") or time.monotonic() > deadline:
                 return state
             time.sleep(0.05)
+
+
+def draft_campaign(dashboard: Dashboard, *, from_address: str = "news@example.com") -> int:
+    """A draft campaign of the newsletter template to a freshly imported list ``people``."""
+    dashboard.import_csv(SAMPLE_CSV, "people")
+    answer = dashboard.post(
+        "/api/campaigns",
+        json={
+            "name": "Spring",
+            "list": "people",
+            "template": "newsletter",
+            "from_address": from_address,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["campaign"]["id"])
 
 
 def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -87,7 +108,7 @@ def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def running_dashboard(
     database: Database, settings: Settings, *, monitor: Any = None
 ) -> Iterator[Dashboard]:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN)
     token = create_api_token(database, ADMIN_EMAIL)
     app = create_app(settings, database=database, monitor=monitor)
     with TestClient(app, base_url="http://dashboard.test") as client:

@@ -291,6 +291,16 @@ def _mailbox_words(name: str, address: str) -> list[str]:
     return [*_encoded_words(name, _PHRASE_WORD_BYTES), f"<{address}>"]
 
 
+def sender_domain_of(from_address: str) -> str:
+    """The domain of a From (``Name <address>`` or an address alone), in ASCII, lower case."""
+    _name, address = _parse_from(from_address)
+    try:
+        checked = _ascii_address(address)
+    except InputError as error:
+        raise InputError(f"from address {from_address!r}: {error}") from None
+    return checked.rpartition("@")[2].lower()
+
+
 def _parse_from(from_address: str) -> tuple[str, str]:
     """``(display name, address)`` from ``Name <address>``, a quoted name and its address, or an
     address alone."""

@@ -281,6 +281,8 @@ class DashboardUser(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     """argon2id, in the PHC string format (parameters and salt included)."""
+    role: Mapped[str] = mapped_column(String(16))
+    """admin, editor or viewer (``dashboard.roles``)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
@@ -309,8 +311,13 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("dashboard_users.id", ondelete="CASCADE"), index=True
     )
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    """What the token is for, as its maker put it (``--name``)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Written at most once an hour per token: a write per request would be a write per poll."""
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """None: until revoked."""
 
 
 class ImportTask(Base):

@@ -71,6 +71,9 @@ class Settings:
     dkim_selector: str = ""
     dkim_key_file: str = ""
     """PEM private key (RSA or Ed25519), as ``edm dkim keygen`` writes it."""
+    sender_domains: str = ""
+    """Comma-separated domains a dashboard test message may be sent From; empty means
+    ``dkim_domain`` alone, and with neither, test messages are refused."""
     templates_dir: Path | None = None
     """The email templates folder; none means the checkout's ``templates/``, or in an installed
     copy ``data_dir/templates`` filled with the examples on first use (see
@@ -105,9 +108,15 @@ class Settings:
     """A message with no reply to its final '.': ``hold`` it as ``unknown`` for a person to
     decide, or ``retry`` it like a 4xx (never lost, but the recipient may get it twice)."""
     login_failure_limit: int = 10
-    """Failed dashboard sign-ins per account, and per client address, within
-    ``login_failure_window_s``; further attempts are refused until the window ends."""
+    """Failed dashboard sign-ins per client address within ``login_failure_window_s``; further
+    attempts from that address are refused until the window ends."""
     login_failure_window_s: float = 900.0
+    """Also how long an account's count of failures is kept after its last failure."""
+    login_delay_after_failures: int = 5
+    """Failures of one account after which each further attempt must wait (any address)."""
+    login_delay_first_s: float = 2.0
+    """The first wait; each further failure doubles it, up to ``login_delay_max_s``."""
+    login_delay_max_s: float = 60.0
     max_upload_bytes: int = 200_000_000
     """The largest request body the dashboard accepts, a CSV upload above all (multipart framing
     included). A million-row CSV of an address and a few merge fields is about 100 MB; twice
@@ -131,6 +140,16 @@ class Settings:
         if self.login_failure_limit < 1:
             raise ConfigError(
                 f"EDM_LOGIN_FAILURE_LIMIT: at least 1, got {self.login_failure_limit!r}"
+            )
+        if self.login_delay_after_failures < 1:
+            raise ConfigError(
+                "EDM_LOGIN_DELAY_AFTER_FAILURES: at least 1, got "
+                f"{self.login_delay_after_failures!r}"
+            )
+        if not 0 < self.login_delay_first_s <= self.login_delay_max_s:
+            raise ConfigError(
+                f"EDM_LOGIN_DELAY_FIRST_S: greater than 0 and at most EDM_LOGIN_DELAY_MAX_S "
+                f"({self.login_delay_max_s!r}), got {self.login_delay_first_s!r}"
             )
         if self.webhook_max_bytes < 1:
             raise ConfigError(f"EDM_WEBHOOK_MAX_BYTES: at least 1, got {self.webhook_max_bytes!r}")

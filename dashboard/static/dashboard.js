@@ -214,7 +214,8 @@
       loadRecipients();
     }
 
-    field("save-template").addEventListener("click", async () => {
+    // A viewer's page has neither the save button nor the test form.
+    field("save-template")?.addEventListener("click", async () => {
       const status = field("save-status");
       status.textContent = "Saving…";
       try {
@@ -247,7 +248,7 @@
       });
     }
 
-    field("test-send").addEventListener("submit", async (event) => {
+    field("test-send")?.addEventListener("submit", async (event) => {
       event.preventDefault();
       const result = field("test-result");
       result.className = "hint";

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,9 @@ def dashboard(database: Database, tmp_path: Path) -> Iterator[Dashboard]:
 def test_a_test_message_reaches_the_relay(
     database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
 ) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
+    settings = dashboard_settings(
+        tmp_path, smtp_url=smtp_server.url, sender_domains="northwind.example"
+    )
     with running_dashboard(database, settings) as dashboard:
         dashboard.import_csv(SAMPLE_CSV, "people")
         list_id = dashboard.get("/api/lists").json()[0]["id"]
@@ -54,26 +57,49 @@ def test_a_test_message_reaches_the_relay(
 def test_a_test_message_carries_a_return_path_as_delivery_gives_it(
     database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer
 ) -> None:
-    settings = dashboard_settings(tmp_path, smtp_url=smtp_server.url)
+    settings = dashboard_settings(
+        tmp_path, smtp_url=smtp_server.url, sender_domains="northwind.example"
+    )
     with running_dashboard(database, settings) as dashboard:
-        answer = dashboard.post(
-            "/api/templates/test-send",
-            json={
-                "source": {"subject": "Hi", "html": "<p>Hi {{ first_name }}</p>"},
-                "fields": {"first_name": "X"},
-                "to": "tester@example.com",
-                "from_address": "news@northwind.example",
-            },
-        )
+        answer = _send_test(dashboard, "news@northwind.example")
         assert answer.status_code == 200, answer.text
     [message] = smtp_server.messages
     assert message.mail_from == return_path_for(settings.secret, 0, "northwind.example")
     assert b"Hi X" in message.data
 
 
+@pytest.mark.parametrize(
+    "sender", ["ceo@bank.example", "Northwind <news@northwind.example.evil.example>"]
+)
+def test_a_test_message_from_a_foreign_domain_is_refused_and_not_sent(
+    database: Database, tmp_path: Path, smtp_server: RecordingSmtpServer, sender: str
+) -> None:
+    settings = dashboard_settings(
+        tmp_path, smtp_url=smtp_server.url, sender_domains="northwind.example"
+    )
+    with running_dashboard(database, settings) as dashboard:
+        answer = _send_test(dashboard, sender)
+        assert answer.status_code == 400
+        assert answer.json()["detail"].startswith("from_address: ")
+        assert "is not a sender domain" in answer.json()["detail"]
+    assert smtp_server.messages == []
+
+
+def _send_test(dashboard: Dashboard, from_address: str) -> Any:
+    return dashboard.post(
+        "/api/templates/test-send",
+        json={
+            "source": {"subject": "Hi", "html": "<p>Hi {{ first_name }}</p>"},
+            "fields": {"first_name": "X"},
+            "to": "tester@example.com",
+            "from_address": from_address,
+        },
+    )
+
+
 def test_a_refused_test_message_is_reported_not_raised(database: Database, tmp_path: Path) -> None:
     with RecordingSmtpServer(behaviour=lambda _rcpt: (550, "5.1.1 no such user")) as server:
-        settings = dashboard_settings(tmp_path, smtp_url=server.url)
+        settings = dashboard_settings(tmp_path, smtp_url=server.url, sender_domains="example.com")
         with running_dashboard(database, settings) as dashboard:
             answer = dashboard.post(
                 "/api/templates/test-send",

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import _stop_process_group, run_edm, wait_until
 
+PASSWORD = "a long enough password\n"
+
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -105,6 +107,24 @@ def test_a_user_is_created_from_standard_input_and_gets_api_tokens(
         (["users", "create", "--email", "not-an-address", "--password-stdin"], "x" * 12, "not-an"),
         (["users", "create", "--email", "a@example.com"], None, "use --password-stdin"),
         (["users", "token", "--email", "nobody@example.com"], None, "user nobody@example.com"),
+        (
+            ["users", "create", "--email", "a@example.com", "--role", "boss", "--password-stdin"],
+            "a long enough password\n",
+            "--role: expected one of admin, editor, viewer, got 'boss'",
+        ),
+        (
+            ["users", "create", "--email", "a@example.com", "--password-stdin"],
+            "password12345\n",
+            "password: it is one of the most common passwords",
+        ),
+        (
+            ["users", "create", "--email", "a@example.com", "--password-stdin"],
+            "zzzzzzzzzzzz\n",
+            "password: one character repeated",
+        ),
+        (["users", "delete", "--email", "nobody@example.com"], None, "--email: user nobody@"),
+        (["users", "role", "--email", "nobody@example.com", "--role", "viewer"], None, "nobody@"),
+        (["users", "tokens", "revoke", "42"], None, "ID: no API token 42"),
         (["serve", "--port", "70000"], None, "--port: 70000 is not a TCP port"),
     ],
 )
@@ -117,8 +137,81 @@ def test_user_and_serve_commands_fail_in_one_line(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_accounts_roles_and_tokens_from_the_command_line(env: dict[str, str]) -> None:
+    def edm(*args: str, stdin: str = "") -> str:
+        result = run_edm(list(args), env, stdin=stdin)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # The first account is an admin; every later one names its role.
+    assert "created as admin" in edm(
+        "users", "create", "--email", "boss@example.com", "--password-stdin", stdin=PASSWORD
+    )
+    unnamed = run_edm(
+        ["users", "create", "--email", "ed@example.com", "--password-stdin"], env, stdin=PASSWORD
+    )
+    assert unnamed.returncode == 1
+    assert unnamed.stderr.strip() == (
+        "edm: error: --role: choose admin, editor or viewer for this account"
+    )
+    edm(
+        "users",
+        "create",
+        "--email",
+        "ed@example.com",
+        "--role",
+        "Editor",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
+    edm("users", "role", "--email", "ed@example.com", "--role", "viewer")
+    users = json.loads(edm("users", "list", "--json"))["users"]
+    assert [(user["email"], user["role"]) for user in users] == [
+        ("boss@example.com", "admin"),
+        ("ed@example.com", "viewer"),
+    ]
+
+    kept = edm("users", "token", "--email", "ed@example.com", "--name", "kept").strip()
+    edm("users", "token", "--email", "ed@example.com", "--name", "ci", "--expires-days", "30")
+    tokens = json.loads(edm("users", "tokens", "list", "--email", "ed@example.com", "--json"))
+    by_name = {token["name"]: token for token in tokens["tokens"]}
+    assert set(by_name) == {"kept", "ci"}
+    assert by_name["kept"]["expires_at"] is None and by_name["ci"]["expires_at"] is not None
+    assert kept not in json.dumps(tokens)  # only a hash is stored, never shown again
+    assert "revoked" in edm("users", "tokens", "revoke", str(by_name["ci"]["id"]))
+
+    edm(
+        "users",
+        "password",
+        "--email",
+        "ed@example.com",
+        "--password-stdin",
+        "--keep-tokens",
+        stdin="a second long password\n",
+    )
+    listed = edm("users", "tokens", "list", "--email", "ed@example.com")
+    assert [line.split("\t")[1] for line in listed.splitlines()] == ["kept"]
+    edm(
+        "users",
+        "password",
+        "--email",
+        "ed@example.com",
+        "--password-stdin",
+        stdin="a third long password\n",
+    )
+    assert edm("users", "tokens", "list", "--email", "ed@example.com") == ""
+
+    only_admin = run_edm(["users", "delete", "--email", "boss@example.com"], env)
+    assert only_admin.returncode == 1
+    assert "--email: boss@example.com is the only admin" in only_admin.stderr
+    edm("users", "delete", "--email", "ed@example.com")
+    assert [user["email"] for user in json.loads(edm("users", "list", "--json"))["users"]] == [
+        "boss@example.com"
+    ]
+
+
 def test_a_second_account_with_the_same_address_is_refused(env: dict[str, str]) -> None:
-    args = ["users", "create", "--email", "a@example.com", "--password-stdin"]
+    args = ["users", "create", "--email", "a@example.com", "--role", "admin", "--password-stdin"]
     assert run_edm(args, env, stdin="long enough password\n").returncode == 0
     again = run_edm(args, env, stdin="long enough password\n")
     assert again.returncode == 1

@@ -15,8 +15,10 @@ import pytest
 import uvicorn
 
 from campaigns.core.storage import Database
-from dashboard.accounts import create_api_token, create_user
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.bearer_tokens import create_api_token
+from dashboard.roles import Role
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, dashboard_settings
 
 # No sandbox hook sees an empty loop: a billion passes that only the CPU-time limit stops.
@@ -37,7 +39,7 @@ class ServedDashboard:
 @pytest.fixture
 def served(database: Database, tmp_path: Path) -> Iterator[ServedDashboard]:
     settings = dashboard_settings(tmp_path, template_render_cpu_s=1.0)
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN)
     token = create_api_token(database, ADMIN_EMAIL)
     config = uvicorn.Config(
         create_app(settings, database=database), host="127.0.0.1", port=0, log_level="warning"

@@ -625,8 +625,9 @@ def test_the_variable_check_counts_recipients_lacking_each_variable(dashboard: D
 def test_the_json_api_works_with_a_browser_session_too(database: Database, tmp_path: Path) -> None:
     app = create_app(dashboard_settings(tmp_path), database=database)
     from dashboard.accounts import create_user
+    from dashboard.roles import Role
 
-    create_user(database, "admin@example.com", "correct horse battery")
+    create_user(database, "admin@example.com", "correct horse battery", role=Role.ADMIN)
     with TestClient(app) as client:
         csrf = sign_in(client)
         answer = client.put(

@@ -17,8 +17,10 @@ from campaigns.core.models import utc_now
 from campaigns.core.storage import open_database
 from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
 from campaigns.lists.importer import import_recipients
-from dashboard.accounts import create_api_token, create_user
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.bearer_tokens import create_api_token
+from dashboard.roles import Role
 from dashboard.worker_monitor import WorkerMonitor
 from tests.dashboard_helpers import SAMPLE_CSV, dashboard_settings
 
@@ -45,7 +47,7 @@ def served_app() -> Iterator[tuple[object, str]]:
                 templates_dir=settings_.resolved_templates_dir,
             )
         schedule_campaign(database, campaign.id, send_at=utc_now())
-        create_user(database, "admin@example.com", "correct horse battery")
+        create_user(database, "admin@example.com", "correct horse battery", role=Role.ADMIN)
         token = create_api_token(database, "admin@example.com")
         # Never started: the workers API answers from an empty snapshot, without a Redis.
         monitor = WorkerMonitor(settings_, database)

@@ -15,6 +15,7 @@ from tests.dashboard_helpers import (
     SAMPLE_CSV,
     Dashboard,
     dashboard_settings,
+    draft_campaign,
     running_dashboard,
     sign_in,
 )
@@ -29,23 +30,9 @@ def browser(database: Database, tmp_path: Path) -> Iterator[tuple[Dashboard, str
         yield dashboard, csrf
 
 
-def _draft(dashboard: Dashboard) -> int:
-    dashboard.import_csv(SAMPLE_CSV, "people")
-    answer = dashboard.post(
-        "/api/campaigns",
-        json={
-            "name": "Spring",
-            "list": "people",
-            "template": "newsletter",
-            "from_address": "news@example.com",
-        },
-    )
-    return answer.json()["campaign"]["id"]
-
-
 def test_every_page_answers_with_the_signed_in_layout(browser: tuple[Dashboard, str]) -> None:
     dashboard, _csrf = browser
-    campaign_id = _draft(dashboard)
+    campaign_id = draft_campaign(dashboard)
     import_id = dashboard.get("/api/imports").json()[0]["id"]
     list_id = dashboard.get("/api/lists").json()[0]["id"]
     for path in (
@@ -147,7 +134,7 @@ def test_the_new_campaign_form_chooses_a_relay_and_names_one_not_configured(
 
 def test_forms_without_the_csrf_token_are_refused(browser: tuple[Dashboard, str]) -> None:
     dashboard, _csrf = browser
-    campaign_id = _draft(dashboard)
+    campaign_id = draft_campaign(dashboard)
     answer = dashboard.client.post(f"/campaigns/{campaign_id}/schedule", data={"when": "now"})
     assert answer.status_code == 403
     assert "security token" in answer.text
@@ -158,7 +145,7 @@ def test_campaign_forms_schedule_pause_and_refuse_with_reasons(
     browser: tuple[Dashboard, str],
 ) -> None:
     dashboard, csrf = browser
-    campaign_id = _draft(dashboard)
+    campaign_id = draft_campaign(dashboard)
     bad = dashboard.client.post(
         f"/campaigns/{campaign_id}/schedule",
         data={"csrf_token": csrf, "when": "at", "at": "", "timezone": "UTC"},

@@ -1,7 +1,7 @@
 """transactional messages: streams of one-to-one mail carried by jobs of a system campaign
 
-Revision ID: 0008_transactional_messages
-Revises: 0007_campaign_relays
+Revision ID: 0009_transactional_messages
+Revises: 0008_account_roles
 Create Date: 2026-11-29 12:00:00.000000
 
 New tables only: nothing existing is rebuilt (on SQLite a rebuilt ``jobs`` would lose its
@@ -11,8 +11,8 @@ triggers, and a rebuilt parent table would cascade its deletes).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_transactional_messages"
-down_revision = "0007_campaign_relays"
+revision = "0009_transactional_messages"
+down_revision = "0008_account_roles"
 branch_labels = None
 depends_on = None
 
