@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,11 +14,11 @@ from campaigns.lists.suppression import TRANSACTIONAL_CATEGORY
 from campaigns.transactional.requests import AttachmentInput, MessageRequest
 from campaigns.transactional.status import message_status
 from campaigns.transactional.submission import submit_message
-from dashboard.auth import CurrentUser, signed_in
+from dashboard.auth import CurrentUser, RequireEditor, RequireViewer
 from dashboard.dependencies import DatabaseDep, SettingsDep, Text
 from workers.transactional_lane import publish_or_leave
 
-router = APIRouter(prefix="/api/tx", tags=["transactional"], dependencies=[Depends(signed_in)])
+router = APIRouter(prefix="/api/tx", tags=["transactional"], dependencies=[RequireViewer])
 MessageId = Annotated[str, Path(min_length=36, max_length=36, description="the message id")]
 
 
@@ -97,6 +97,7 @@ class MessageOut(BaseModel):
         "within 24 hours answers the first message's id and sends nothing more."
     ),
     responses={409: {"description": "the address is suppressed"}},
+    dependencies=[RequireEditor],
 )
 def post_message(
     body: TransactionalIn,
