@@ -5,8 +5,11 @@ does work no hook sees: an empty loop nested in a loop over a long string, a str
 running in C. A render in the web server's own process cannot be stopped once started: a thread
 cannot be killed, and a CPU-bound thread holds the GIL the server's event loop needs, so every
 other request (tracking, unsubscribe, webhooks) waits for it. So a preview or a scheduling check
-renders in a child process forked from a fork server (started once, with the templating modules
-already imported, so a render costs a fork, not an interpreter start-up). The child gets an
+renders in a child process. A process with other threads (the web server) forks it from a fork
+server, started once with the templating modules imported: forking a threaded process can copy
+into the child a lock another thread held, which nothing then releases. A process with one thread
+(a CLI command) forks itself: for its one render the server's interpreter start-up would cost more
+than the render, and an ``edm campaigns schedule`` is timed to the first message. The child gets an
 interval timer on its CPU time, which raises inside the template's own code so the error names
 the line, ``RLIMIT_CPU`` one second later in case it is stuck in C, and ``RLIMIT_AS`` against
 memory; the parent waits on a pipe, which releases the GIL, and kills the child if it outlives
@@ -19,8 +22,10 @@ import math
 import multiprocessing
 import resource
 import signal
+import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext, ForkServerContext
 from types import FrameType
 from typing import Any
 
@@ -34,8 +39,9 @@ _WALL_TIME_PER_CPU_S = 10.0
 _MIN_WALL_TIME_S = 30.0
 _ALARM_REPEAT_S = 0.1
 
-_processes = multiprocessing.get_context("forkserver")
-_processes.set_forkserver_preload([__name__])
+_FORK_SERVER = multiprocessing.get_context("forkserver")
+_FORK_SERVER.set_forkserver_preload([__name__])
+_FORK = multiprocessing.get_context("fork")
 
 
 def render_isolated(
@@ -48,8 +54,9 @@ def render_isolated(
     that may use ``cpu_limit_s`` of CPU time and ``MEMORY_LIMIT_BYTES`` of memory."""
     if cpu_limit_s <= 0:
         raise ValueError(f"cpu_limit_s: must be greater than 0, got {cpu_limit_s!r}")
-    receiver, sender = _processes.Pipe(duplex=False)
-    child = _processes.Process(
+    processes = _child_processes()
+    receiver, sender = processes.Pipe(duplex=False)
+    child = processes.Process(
         target=_render_in_child,
         args=(sender, source, dict(context), cpu_limit_s),
         name=f"render {source.name}",
@@ -77,6 +84,11 @@ def render_isolated(
         f"{source.name}: rendering was stopped (limits {cpu_limit_s:g} s of CPU"
         f" and {MEMORY_LIMIT_BYTES // 1024**2} MB of memory)"
     )
+
+
+def _child_processes() -> ForkContext | ForkServerContext:
+    # With one thread, the caller is the only thread there is: no other can start while it forks.
+    return _FORK if threading.active_count() == 1 else _FORK_SERVER
 
 
 def _render_in_child(
