@@ -44,18 +44,18 @@ IDLE_LEAVES = frozenset(
 PROJECT_BUCKETS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
-        ("db: claim batch", r"^claim_jobs \(campaigns/jobs\.py\)"),
-        ("db: marks and outcomes", r"^write_jobs \(campaigns/jobs\.py\)"),
+        ("db: claim batch", r"^claim_jobs \(campaigns/jobs/job_store\.py\)"),
+        ("db: marks and outcomes", r"^write_jobs \(campaigns/jobs/job_store\.py\)"),
         ("db: leases, campaign state", r"^(renew_leases|release_jobs|campaign_states) "),
         ("dispatcher pass", r"^Dispatcher\.run_once "),
-        ("render: tracking links", r"\(campaigns/tracking_links\.py\)"),
+        ("render: tracking links", r"\(campaigns/tracking/links\.py\)"),
         ("render: template + CSS inline", r"^CompiledTemplate\.render "),
         ("message bytes (skeleton)", r"^MessageSkeleton\.build "),
-        ("DKIM signing", r"\(campaigns/dkim\.py\)"),
-        ("tokens (HMAC)", r"\(campaigns/tokens\.py\)"),
+        ("DKIM signing", r"\(campaigns/content/dkim\.py\)"),
+        ("tokens (HMAC)", r"\(campaigns/tracking/tokens\.py\)"),
         ("rate limiter (Redis)", r"\(workers/rate_limits/"),
-        ("SMTP (pool, aiosmtplib, socket)", r"\((workers/smtp_pool\.py|aiosmtplib/)"),
-        ("delivery loop (other)", r"\(workers/(delivery|relays|job_writer)\.py\)"),
+        ("SMTP (pool, aiosmtplib, socket)", r"\((workers/smtp/|aiosmtplib/)"),
+        ("delivery loop (other)", r"\(workers/(delivery|relays)/"),
     )
 )
 # Otherwise the innermost frame of a library layer decides: every stack runs on all of them.

@@ -229,7 +229,7 @@ class _ProcessGroups:
             return "dispatcher"
         if pid in self.workers:
             return "celery main process"
-        return "pool processes" if "campaigns worker" in command else command[:40]
+        return "pool processes" if " -m edm worker" in command else command[:40]
 
 
 @dataclass(frozen=True)

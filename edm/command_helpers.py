@@ -7,12 +7,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database, open_database
-from campaigns.lists.importer import RejectedRow
+
+if TYPE_CHECKING:
+    # Only an annotation: the importer loads pandas, which most commands never need.
+    from campaigns.lists.importer import RejectedRow
 
 
 def database(settings: Settings) -> Database:

@@ -2,13 +2,16 @@
 
 Work in the caller's own process cannot be stopped once started: a thread cannot be killed, and a
 CPU-bound thread holds the GIL that a server's event loop needs, so every other client waits for
-it. So the work runs in a child forked from a fork server (started once, with the modules named
-by :func:`preload_in_children` already imported, so a call costs a fork, not an interpreter
-start-up). The child gets an interval timer on its CPU time, which raises inside the running
-Python code (so the error can name where), ``RLIMIT_CPU`` one second later in case it is stuck
-in C, and ``RLIMIT_AS`` against memory; the parent waits on a pipe, which releases the GIL, and
-kills the child if it outlives a generous wall-clock deadline (the machine may be busy, so wall
-time is not the limit).
+it. So the work runs in a child process. A process with other threads (a server) forks it from a
+fork server, started once with the modules named by :func:`preload_in_children` imported:
+forking a threaded process can copy into the child a lock another thread held, which nothing
+then releases. A process with one thread (a CLI command) forks itself: for its one call the fork
+server's interpreter start-up would cost more than the work, and ``edm campaigns schedule`` is
+timed to the first message. The child gets an interval timer on its CPU time, which raises
+inside the running Python code (so the error can name where), ``RLIMIT_CPU`` one second later
+in case it is stuck in C, and ``RLIMIT_AS`` against memory; the parent waits on a pipe, which
+releases the GIL, and kills the child if it outlives a generous wall-clock deadline (the machine
+may be busy, so wall time is not the limit).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import math
 import multiprocessing
 import resource
 import signal
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext, ForkServerContext
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -31,6 +36,7 @@ _ALARM_REPEAT_S = 0.1
 _processes = multiprocessing.get_context("forkserver")
 _preloaded = [__name__]
 _processes.set_forkserver_preload(_preloaded)
+_fork = multiprocessing.get_context("fork")
 
 
 def preload_in_children(module_name: str) -> None:
@@ -59,8 +65,9 @@ def run_limited(
     """
     if cpu_limit_s <= 0:
         raise ValueError(f"cpu_limit_s: must be greater than 0, got {cpu_limit_s!r}")
-    receiver, sender = _processes.Pipe(duplex=False)
-    child = _processes.Process(
+    processes = _child_processes()
+    receiver, sender = processes.Pipe(duplex=False)
+    child = processes.Process(
         target=_run_in_child,
         args=(sender, target, args, cpu_limit_s, memory_limit_bytes, what, alarm),
         name=name,
@@ -81,6 +88,11 @@ def run_limited(
         child.join()
         receiver.close()
     return outcome
+
+
+def _child_processes() -> ForkContext | ForkServerContext:
+    # With one thread, the caller is the only thread there is: no other can start while it forks.
+    return _fork if threading.active_count() == 1 else _processes
 
 
 def _run_in_child(

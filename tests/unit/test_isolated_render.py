@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import pytest
 
 from campaigns.content.isolated_render import render_isolated
@@ -24,6 +27,24 @@ ENDLESS_LOOPS = (
 )
 
 
+@pytest.fixture(params=["one thread", "another thread running"])
+def caller_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A CLI command has one thread and forks itself; a web server has more and forks from the
+    fork server: both ways must render alike and stop a costly template alike."""
+    if request.param == "one thread":
+        yield
+        return
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="web server stand-in")
+    other.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.usefixtures("caller_threads")
 @pytest.mark.parametrize("name", ["newsletter", "announcement"])
 def test_shipped_templates_render_the_same_in_the_child_process(name: str) -> None:
     source = load_template(name, PROJECT_ROOT / "templates")
@@ -31,6 +52,7 @@ def test_shipped_templates_render_the_same_in_the_child_process(name: str) -> No
     assert render_isolated(source, CONTEXT) == CompiledTemplate(source).render(CONTEXT)
 
 
+@pytest.mark.usefixtures("caller_threads")
 def test_a_render_over_its_cpu_time_is_stopped_naming_the_limit_and_line() -> None:
     source = TemplateSource(name="t", subject="Hi", html=ENDLESS_LOOPS, text=None)
 
@@ -40,6 +62,7 @@ def test_a_render_over_its_cpu_time_is_stopped_naming_the_limit_and_line() -> No
     assert str(raised.value) == "t/body.html:3: rendering took too long (limit 0.5 s of CPU)"
 
 
+@pytest.mark.usefixtures("caller_threads")
 def test_a_template_error_in_the_child_is_the_same_one_line_error() -> None:
     source = TemplateSource(name="t", subject="Hi", html="<p>\n{{ 'a' * 10 ** 9 }}</p>", text=None)
 

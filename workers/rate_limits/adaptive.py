@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from workers.rate_limits.scripts import FACTORS, SLOW_DOWN
+
+if TYPE_CHECKING:
+    # Only annotations: the CLI reads relay settings through this package without Redis.
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, kw_only=True)

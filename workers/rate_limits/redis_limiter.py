@@ -8,13 +8,15 @@ slot; one script avoids both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from workers.rate_limits.limits import ClosedWhileSet, Concurrency, Limit, Quota, Rate
 from workers.rate_limits.rate_limiter import Denial, Permit, RateLimiter
 from workers.rate_limits.scripts import ACQUIRE, RENEW_SLOTS
+
+if TYPE_CHECKING:
+    # Only annotations: the CLI reads relay settings through this package without Redis.
+    from redis.asyncio import Redis
 
 
 class RedisRateLimiter(RateLimiter):
