@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from campaigns.core.settings import PROJECT_ROOT, Settings
@@ -19,6 +20,9 @@ from dashboard.app import create_app
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
+FAST_PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+"""argon2id at its cheapest: what is tested is who may sign in, not the cost of guessing, and the
+production default spends a fifth of a second on every hash and every check."""
 SAMPLE_CSV = (
     "email,first_name,city,plan\n"
     "ann@example.com,Ann,Lisbon,pro\n"
@@ -87,9 +91,11 @@ def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def running_dashboard(
     database: Database, settings: Settings, *, monitor: Any = None
 ) -> Iterator[Dashboard]:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, hasher=FAST_PASSWORD_HASHER)
     token = create_api_token(database, ADMIN_EMAIL)
-    app = create_app(settings, database=database, monitor=monitor)
+    app = create_app(
+        settings, database=database, monitor=monitor, password_hasher=FAST_PASSWORD_HASHER
+    )
     with TestClient(app, base_url="http://dashboard.test") as client:
         yield Dashboard(client, database, settings, token)
 
