@@ -87,14 +87,12 @@ def create_user(
         return User(user.id, user.email)
 
 
-def set_password(
-    database: Database, email: str, password: str, *, hasher: PasswordHasher = PASSWORD_HASHER
-) -> User:
+def set_password(database: Database, email: str, password: str) -> User:
     address = checked_email(email)
     _check_password(password)
     with database.session() as session:
         user = _user_by_email(session, address)
-        user.password_hash = hasher.hash(password)
+        user.password_hash = PASSWORD_HASHER.hash(password)
         # A new password signs out every browser that knew the old one.
         session.execute(delete(DashboardSession).where(DashboardSession.user_id == user.id))
         return User(user.id, user.email)
