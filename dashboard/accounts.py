@@ -7,6 +7,7 @@ hash, which also makes the comparison independent of how much of a guessed token
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -29,10 +30,18 @@ SESSION_LIFETIME = timedelta(days=7)
 SESSION_RENEW_AFTER = timedelta(hours=1)
 """Extending a session is a write: done at most this often per session."""
 
-_hasher = PasswordHasher()
-# Verifying against this when the address is unknown makes a wrong address take as long as a
-# wrong password, so timing does not tell which addresses have accounts.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+PASSWORD_HASHER = PasswordHasher()
+"""argon2id at its library's defaults: the cost every deployment pays per sign-in."""
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    # Verifying against this when the address is unknown makes a wrong address take as long as a
+    # wrong password, so timing does not tell which addresses have accounts.
+    return hasher.hash(secrets.token_hex(16))
+
+
+_dummy_hash(PASSWORD_HASHER)
 
 
 @dataclass(frozen=True)
@@ -82,14 +91,21 @@ def has_accounts(database: Database) -> bool:
         return session.scalar(select(DashboardUser.id).limit(1)) is not None
 
 
-def create_user(database: Database, email: str, password: str, *, role: Role) -> User:
+def create_user(
+    database: Database,
+    email: str,
+    password: str,
+    *,
+    role: Role,
+    hasher: PasswordHasher = PASSWORD_HASHER,
+) -> User:
     address = checked_email(email)
     check_password(password)
     with database.session() as session:
         exists = session.scalar(select(DashboardUser.id).where(DashboardUser.email == address))
         if exists is not None:
             raise InputError(f"--email: a user {address} already exists")
-        user = DashboardUser(email=address, password_hash=_hasher.hash(password), role=role)
+        user = DashboardUser(email=address, password_hash=hasher.hash(password), role=role)
         session.add(user)
         session.flush()
         return user_of(user)
@@ -111,7 +127,12 @@ def _account_of(row: DashboardUser) -> Account:
 
 
 def set_password(
-    database: Database, email: str, password: str, *, keep_tokens: bool = False
+    database: Database,
+    email: str,
+    password: str,
+    *,
+    keep_tokens: bool = False,
+    hasher: PasswordHasher = PASSWORD_HASHER,
 ) -> User:
     """A new password signs out every browser that knew the old one and, unless
     ``keep_tokens``, revokes the user's API tokens (whoever took the password may have made one)."""
@@ -119,7 +140,7 @@ def set_password(
     check_password(password)
     with database.session() as session:
         user = _user_by_email(session, address)
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = hasher.hash(password)
         session.execute(delete(DashboardSession).where(DashboardSession.user_id == user.id))
         if not keep_tokens:
             session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
@@ -149,7 +170,9 @@ def delete_user(database: Database, email: str) -> User:
         return gone
 
 
-def authenticate(database: Database, email: str, password: str) -> User | None:
+def authenticate(
+    database: Database, email: str, password: str, *, hasher: PasswordHasher = PASSWORD_HASHER
+) -> User | None:
     """The user whose address and password these are, else None (never says which was wrong)."""
     try:
         address = email_key(normalise_email(email))
@@ -157,15 +180,15 @@ def authenticate(database: Database, email: str, password: str) -> User | None:
         address = ""
     with database.session() as session:
         user = session.scalar(select(DashboardUser).where(DashboardUser.email == address))
-        stored = user.password_hash if user is not None else _DUMMY_HASH
+        stored = user.password_hash if user is not None else _dummy_hash(hasher)
         try:
-            _hasher.verify(stored, password[:MAX_PASSWORD_CHARS])
+            hasher.verify(stored, password[:MAX_PASSWORD_CHARS])
         except (VerificationError, InvalidHashError):
             return None
         if user is None:
             return None
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
+        if hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = hasher.hash(password)
         return user_of(user)
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +31,7 @@ from dashboard import (
     pages_templates,
     pages_workers,
 )
+from dashboard.accounts import PASSWORD_HASHER
 from dashboard.auth import RequireViewer, ViewerUser
 from dashboard.background_imports import BackgroundImports
 from dashboard.http_errors import install_error_handlers
@@ -63,12 +65,14 @@ def create_app(
     database: Database | None = None,
     monitor: Any = None,
     clock: Callable[[], float] = time.time,
+    password_hasher: PasswordHasher = PASSWORD_HASHER,
 ) -> FastAPI:
     """The whole dashboard on ``database`` (default: the configured one).
 
     ``monitor`` watches the workers (default: a ``WorkerMonitor`` on the configured Redis,
     started with the app and stopped with it). ``clock`` (seconds since the epoch) times the
-    waits between failed sign-ins.
+    waits between failed sign-ins; ``password_hasher`` checks sign-in passwords (tests pass a
+    cheap one, since the default costs a fifth of a second per check).
     """
     if database is None:
         database = open_database(settings.resolved_database_url)
@@ -106,6 +110,7 @@ def create_app(
     app.state.monitor = monitor
     app.state.chart_cache = TtlCache(ttl_s=CHART_CACHE_S)
     app.state.sign_in_limiter = SignInLimiter(settings, clock=clock)
+    app.state.password_hasher = password_hasher
     install_error_handlers(app, render_error_page)
 
     # Public: what recipients' mail clients, the email providers and health probes reach.

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.accounts import authenticate, end_session, start_session
 from dashboard.auth import SESSION_COOKIE, ViewerUser
-from dashboard.dependencies import DatabaseDep, SignInLimiterDep
+from dashboard.dependencies import DatabaseDep, PasswordHasherDep, SignInLimiterDep
 from dashboard.page_rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -73,6 +73,7 @@ async def login(
     request: Request,
     database: DatabaseDep,
     limiter: SignInLimiterDep,
+    hasher: PasswordHasherDep,
     email: Annotated[str, Form(max_length=320)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
@@ -96,7 +97,7 @@ async def login(
         )
         response.headers["Retry-After"] = str(refused.retry_after_s)
         return response
-    user = await run_in_threadpool(authenticate, database, email, password)
+    user = await run_in_threadpool(authenticate, database, email, password, hasher=hasher)
     if user is None:
         return _login_page(
             request,

@@ -147,10 +147,6 @@ class BackgroundImports:
             )
         return [self.progress(task_id) for task_id in ids]
 
-    def wait_idle(self, timeout_s: float = 60.0) -> None:
-        """Block until the queued imports are done (for tests and an orderly shutdown)."""
-        self._executor.submit(lambda: None).result(timeout=timeout_s)
-
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from argon2 import PasswordHasher
 from fastapi import Depends, Path, Request
 from pydantic import AfterValidator
 
@@ -38,6 +39,10 @@ def app_sign_in_limiter(request: Request) -> SignInLimiter:
     return request.app.state.sign_in_limiter
 
 
+def app_password_hasher(request: Request) -> PasswordHasher:
+    return request.app.state.password_hasher
+
+
 def storable_text(value: str) -> str:
     """Text a database can store: no NUL character (PostgreSQL refuses it), valid Unicode."""
     if "\x00" in value:
@@ -55,6 +60,7 @@ ImportsDep = Annotated[BackgroundImports, Depends(app_imports)]
 MonitorDep = Annotated[Any, Depends(app_monitor)]
 ChartCacheDep = Annotated[TtlCache, Depends(app_chart_cache)]
 SignInLimiterDep = Annotated[SignInLimiter, Depends(app_sign_in_limiter)]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(app_password_hasher)]
 Text = Annotated[str, AfterValidator(storable_text)]
 CampaignId = Annotated[int, Path(ge=1, le=MAX_ID, description="campaign id")]
 ListId = Annotated[int, Path(ge=1, le=MAX_ID, description="recipient list id")]

@@ -103,14 +103,6 @@ def list_summary(database: Database, list_id: int) -> ListSummary:
         return ListSummary(row.id, row.name, count, list(row.field_names), row.created_at)
 
 
-def list_by_name(database: Database, name: str) -> ListSummary:
-    with database.session() as session:
-        list_id = session.scalar(select(RecipientList.id).where(RecipientList.name == name))
-    if list_id is None:
-        raise NotFound(f"list {name!r} not found")
-    return list_summary(database, list_id)
-
-
 def search_recipients(
     database: Database, list_id: int, *, starts_with: str = "", after: str = "", limit: int = 50
 ) -> RecipientPage:

@@ -13,8 +13,13 @@ from typing import Any
 
 
 class TtlCache:
-    def __init__(self, *, ttl_s: float, max_entries: int = 256) -> None:
+    """``clock`` gives the time in seconds that entries expire by (tests pass a fake one)."""
+
+    def __init__(
+        self, *, ttl_s: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ttl_s = ttl_s
+        self._clock = clock
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._values: dict[Hashable, tuple[float, Any]] = {}
@@ -35,12 +40,12 @@ class TtlCache:
             with self._lock:
                 if len(self._values) >= self._max_entries:
                     self._values.clear()
-                self._values[key] = (time.monotonic() + self._ttl_s, value)
+                self._values[key] = (self._clock() + self._ttl_s, value)
             return value
 
     def _fresh(self, key: Hashable) -> tuple[Any] | None:
         with self._lock:
             entry = self._values.get(key)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < self._clock():
             return None
         return (entry[1],)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ from campaigns.lists.suppression import (
 EXIT_ERROR = 1
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Runs one command line: ``argv`` (default: the process's), with settings read from
+    ``environ`` (default: the process's environment)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(environ)
         _run(args.handler, args, settings)
     except EdmError as error:
         print(f"edm: error: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from campaigns.core.settings import PROJECT_ROOT, Settings
@@ -21,6 +22,9 @@ from dashboard.roles import Role
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
+FAST_PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+"""argon2id at its cheapest: what is tested is who may sign in, not the cost of guessing, and the
+production default spends a fifth of a second on every hash and every check."""
 SAMPLE_CSV = (
     "email,first_name,city,plan\n"
     "ann@example.com,Ann,Lisbon,pro\n"
@@ -108,9 +112,11 @@ def dashboard_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def running_dashboard(
     database: Database, settings: Settings, *, monitor: Any = None
 ) -> Iterator[Dashboard]:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN, hasher=FAST_PASSWORD_HASHER)
     token = create_api_token(database, ADMIN_EMAIL)
-    app = create_app(settings, database=database, monitor=monitor)
+    app = create_app(
+        settings, database=database, monitor=monitor, password_hasher=FAST_PASSWORD_HASHER
+    )
     with TestClient(app, base_url="http://dashboard.test") as client:
         yield Dashboard(client, database, settings, token)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 from pathlib import Path
@@ -10,6 +12,7 @@ import dkim
 
 from campaigns.content.dkim import DkimSigner
 from campaigns.content.dkim_keys import load_private_key
+from edm.cli import main
 from tests.conftest import run_edm
 
 DOMAIN = "example.com"
@@ -43,26 +46,41 @@ class PublishedKey:
 
 
 def keygen(tmp_path: Path, key_type: str) -> PublishedKey:
+    """A key made by ``edm dkim keygen`` in a process of its own, as a person runs it."""
     key_file = tmp_path / f"{key_type}.pem"
-    result = run_edm(
-        [
-            "dkim",
-            "keygen",
-            "--selector",
-            SELECTOR,
-            "--domain",
-            DOMAIN,
-            "--type",
-            key_type,
-            "--out",
-            str(key_file),
-        ],
-        plain_env(tmp_path),
-    )
+    result = run_edm(_keygen_args(key_file, key_type), plain_env(tmp_path))
     assert result.returncode == 0, result.stderr
-    name = re.search(r"name: +(\S+)", result.stdout)
-    value = re.search(r"value: +(.+)", result.stdout)
-    assert name is not None and value is not None, result.stdout
+    return _published(key_file, result.stdout)
+
+
+def keygen_in_process(tmp_path: Path, key_type: str) -> PublishedKey:
+    """The same command line run in this process: the unit tier starts no processes."""
+    key_file = tmp_path / f"{key_type}.pem"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(_keygen_args(key_file, key_type), plain_env(tmp_path))
+    return _published(key_file, printed.getvalue())
+
+
+def _keygen_args(key_file: Path, key_type: str) -> list[str]:
+    return [
+        "dkim",
+        "keygen",
+        "--selector",
+        SELECTOR,
+        "--domain",
+        DOMAIN,
+        "--type",
+        key_type,
+        "--out",
+        str(key_file),
+    ]
+
+
+def _published(key_file: Path, printed: str) -> PublishedKey:
+    name = re.search(r"name: +(\S+)", printed)
+    value = re.search(r"value: +(.+)", printed)
+    assert name is not None and value is not None, printed
     strings = re.findall(r'"([^"]*)"', value.group(1))
     assert all(len(string) <= 255 for string in strings)
     return PublishedKey(key_file, name.group(1), strings)

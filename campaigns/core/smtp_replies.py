@@ -9,24 +9,11 @@ and "5.1.1" are one code to every classifier.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 _STATUS_CODE = r"([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])"
 _STATUS_AT_START = re.compile(r"\s*" + _STATUS_CODE)
 _STATUS_ANYWHERE = re.compile(r"(?<![\d.])" + _STATUS_CODE)
 _REPLY_CODE_ANYWHERE = re.compile(r"(?<!\d)([245]\d\d)(?:[ -]|$)")
-
-
-class SmtpReply(NamedTuple):
-    code: int
-    message: str
-
-    @property
-    def status(self) -> str | None:
-        return enhanced_status(self.message)
-
-    def __str__(self) -> str:
-        return one_line(f"{self.code} {self.message}")
 
 
 def enhanced_status(reply_message: str) -> str | None:

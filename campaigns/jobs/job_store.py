@@ -142,11 +142,6 @@ _RECORD_OUTCOME = update(Job).where(Job.id == bindparam("job_id"))
 """Sets, for each row of parameters, the columns its keys name."""
 
 
-def record_outcomes(database: Database, outcomes: Sequence[JobOutcome]) -> None:
-    """Write many outcomes in one transaction (one round trip per outcome is the slow path)."""
-    write_jobs(database, outcomes=outcomes)
-
-
 def write_jobs(
     database: Database,
     *,

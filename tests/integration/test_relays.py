@@ -29,12 +29,10 @@ from campaigns.lifecycle.campaign_service import pause_campaign
 from tests.conftest import run_edm, wait_until
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
-from workers.delivery import batch as delivery
-from workers.delivery.batch import BatchSummary, DeliveryContext, deliver_batch
-from workers.relays import relay_set as relays_module
+from workers.delivery.batch import SEND_WINDOW_S, BatchSummary, DeliveryContext, deliver_batch
 from workers.relays.config import RelayConfig, RelaySetConfig, load_relay_config
 from workers.relays.rates import effective_rates
-from workers.relays.relay_set import RelaySet
+from workers.relays.relay_set import UNLIMITED_RECHECK_S, RelaySet
 from workers.smtp.pool import SendOutcomeKind, SmtpPool
 from workers.smtp.url import parse_smtp_url
 
@@ -56,6 +54,7 @@ def _with_relays(
     body: Callable[[RelaySet], Awaitable[T]],
     *,
     connections: int = 3,
+    unlimited_recheck_s: float = UNLIMITED_RECHECK_S,
 ) -> T:
     """Run ``body`` with a RelaySet of real pools on a fresh loop, as one worker process."""
 
@@ -65,7 +64,13 @@ def _with_relays(
             relay.name: SmtpPool(relay.relay, size=connections, timeout_s=5)
             for relay in config.relays
         }
-        relays = RelaySet(config, redis=redis, pools=pools, random_source=random.Random(7))
+        relays = RelaySet(
+            config,
+            redis=redis,
+            pools=pools,
+            random_source=random.Random(7),
+            unlimited_recheck_s=unlimited_recheck_s,
+        )
         try:
             return await body(relays)
         finally:
@@ -83,6 +88,7 @@ def _deliver(
     *,
     connections: int = 3,
     lease_s: float = 30.0,
+    send_window_s: float = SEND_WINDOW_S,
 ) -> BatchSummary:
     settings = Settings(secret_key="k", smtp_connections=connections, lease_s=lease_s)
 
@@ -94,7 +100,7 @@ def _deliver(
             worker_id="test",
             relays=relays,
         )
-        return await deliver_batch(context, job_ids)
+        return await deliver_batch(context, job_ids, send_window_s=send_window_s)
 
     return _with_relays(redis_url, config, body, connections=connections)
 
@@ -369,10 +375,8 @@ def test_a_throttling_reply_slows_that_domain_down_for_every_worker(redis_url: s
 
 
 def test_while_no_limit_is_in_force_sends_skip_redis_until_a_throttling_reply(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
 ) -> None:
-    # Long enough that a slow machine cannot turn it into a timing test.
-    monkeypatch.setattr(relays_module, "UNLIMITED_RECHECK_S", 60.0)
 
     def behaviour(address: str) -> tuple[int, str] | None:
         return (421, "4.7.0 Try again later") if address.startswith("first@") else None
@@ -406,7 +410,10 @@ def test_while_no_limit_is_in_force_sends_skip_redis_until_a_throttling_reply(
                     asked_for_quiet = len(asked)
             return kinds, asked_for_quiet, len(asked)
 
-        kinds, asked_for_quiet, asked_in_all = _with_relays(redis_url, config, body)
+        # Long enough that a slow machine cannot turn it into a timing test.
+        kinds, asked_for_quiet, asked_in_all = _with_relays(
+            redis_url, config, body, unlimited_recheck_s=60.0
+        )
 
     assert kinds == [SendOutcomeKind.ACCEPTED] * 20 + [
         SendOutcomeKind.DEFERRED,
@@ -509,13 +516,12 @@ def test_leases_of_jobs_waiting_for_permits_are_renewed(database: Database, redi
 
 
 def test_a_batch_hands_back_what_it_could_not_send_within_its_window(
-    database: Database, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    database: Database, redis_url: str
 ) -> None:
-    monkeypatch.setattr(delivery, "SEND_WINDOW_S", 1.0)
     with RecordingSmtpServer() as server:
         _, job_ids = campaign_with_jobs(database, 10)
         config = _config(_relay("only", server.url), send_rate=2.0)
-        summary = _deliver(database, redis_url, config, job_ids)
+        summary = _deliver(database, redis_url, config, job_ids, send_window_s=1.0)
         sent = len(server.messages)
 
     assert 1 <= sent <= 5

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from campaigns.core.errors import ConfigError, ServiceUnavailable
-from campaigns.core.smtp_replies import SmtpReply, enhanced_status, find_status
+from campaigns.core.smtp_replies import enhanced_status, find_status
 from tests.smtp_server import DataEnd, RecordingSmtpServer
 from workers.smtp.pool import SendOutcome, SendOutcomeKind, SmtpPool
 from workers.smtp.url import SmtpRelay, parse_smtp_url
@@ -150,11 +150,13 @@ def test_an_enhanced_status_anywhere_in_a_diagnostic_reads_like_one_opening_a_re
     assert find_status(text) == status
 
 
-def test_reply_is_a_code_and_message_with_its_status() -> None:
-    reply = SmtpReply(550, "5.1.1 No such user\nsee https://help.example")
+def test_a_reply_outcome_is_its_code_its_status_and_its_text_on_one_line() -> None:
+    reply = SendOutcome.from_reply(
+        SendOutcomeKind.REJECTED, 550, "5.1.1 No such user\nsee https://help.example"
+    )
     assert reply.code == 550
     assert reply.status == "5.1.1"
-    assert str(reply) == "550 5.1.1 No such user see https://help.example"
+    assert reply.message == "550 5.1.1 No such user see https://help.example"
 
 
 # Sending

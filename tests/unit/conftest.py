@@ -1,12 +1,16 @@
 """The unit tier needs no services: a test here that opens a network connection or starts a
 process fails at once, naming what it tried, instead of passing slowly on a developer's machine
-that happens to run Redis."""
+that happens to run Redis.
+
+The guard wraps every phase of a test, so a module or session fixture set up for it is held to
+the same rule as the test itself."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,15 +22,33 @@ class ServiceUsedInUnitTest(RuntimeError):
     """A unit test reached for a network service or a child process."""
 
 
-@pytest.fixture(autouse=True)
-def no_services(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _services_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _services_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    with _services_refused(item):
+        return (yield)
+
+
+@contextmanager
+def _services_refused(item: pytest.Item) -> Iterator[None]:
     # The PostgreSQL variant of a unit test is marked integration and may reach its server.
-    if request.node.get_closest_marker("unit") is None:
+    if item.get_closest_marker("unit") is None:
         yield
         return
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
-    where = request.node.nodeid
+    where = item.nodeid
 
     def refuse_network(sock: socket.socket, address: Any) -> None:
         raise ServiceUsedInUnitTest(
@@ -48,7 +70,8 @@ def no_services(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
             f"{where}: started {args!r}; unit tests start no processes (move it to integration)"
         )
 
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_process)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", connect)
+        patch.setattr(socket.socket, "connect_ex", connect_ex)
+        patch.setattr(subprocess.Popen, "__init__", refuse_process)
+        yield

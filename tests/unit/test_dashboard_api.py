@@ -11,12 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from campaigns.core.models import Job, JobState
+from campaigns.core.models import DashboardUser, Job, JobState
 from campaigns.core.storage import Database
+from dashboard.accounts import create_user
 from dashboard.app import create_app
+from dashboard.roles import Role
 from tests.dashboard_helpers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    FAST_PASSWORD_HASHER,
     SAMPLE_CSV,
     Dashboard,
     dashboard_settings,
@@ -623,16 +630,37 @@ def test_the_variable_check_counts_recipients_lacking_each_variable(dashboard: D
 
 
 def test_the_json_api_works_with_a_browser_session_too(database: Database, tmp_path: Path) -> None:
-    app = create_app(dashboard_settings(tmp_path), database=database)
-    from dashboard.accounts import create_user
-    from dashboard.roles import Role
-
-    create_user(database, "admin@example.com", "correct horse battery", role=Role.ADMIN)
+    app = create_app(
+        dashboard_settings(tmp_path), database=database, password_hasher=FAST_PASSWORD_HASHER
+    )
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN, hasher=FAST_PASSWORD_HASHER)
     with TestClient(app) as client:
         csrf = sign_in(client)
+        # Checked with the app's own hasher: a hash of the same cost is kept as it is.
+        assert "$m=8,t=1,p=1$" in _stored_password_hash(database)
         answer = client.put(
             "/api/templates/hello",
             json={"subject": "Hi", "html": "<p>Hi</p>"},
             headers={"X-CSRF-Token": csrf},
         )
         assert answer.status_code == 200, answer.text
+
+
+def _stored_password_hash(database: Database) -> str:
+    with database.session() as session:
+        return session.scalars(select(DashboardUser.password_hash)).one()
+
+
+def test_signing_in_moves_a_password_hash_of_another_cost_to_the_apps_own(
+    database: Database, tmp_path: Path
+) -> None:
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, hasher=FAST_PASSWORD_HASHER)
+    assert "$m=8,t=1,p=1$" in _stored_password_hash(database)
+    # Not the production cost, which would spend a second here: any other cost shows the move.
+    apps_own = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    settings = dashboard_settings(tmp_path)
+    with TestClient(create_app(settings, database=database, password_hasher=apps_own)) as client:
+        sign_in(client)
+    stored = _stored_password_hash(database)
+    assert "$m=16,t=2,p=1$" in stored
+    assert apps_own.verify(stored, ADMIN_PASSWORD)

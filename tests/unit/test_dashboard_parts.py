@@ -43,11 +43,13 @@ def test_labels_in_charts_are_escaped() -> None:
 
 
 def test_the_cache_computes_once_for_requests_at_the_same_time_and_expires() -> None:
-    cache = TtlCache(ttl_s=0.3)
+    now_s = [100.0]
+    cache = TtlCache(ttl_s=8, clock=lambda: now_s[0])
     calls = []
 
     def slow() -> int:
         calls.append(1)
+        # Long enough for the other requests to arrive while this one computes.
         time.sleep(0.1)
         return len(calls)
 
@@ -58,7 +60,9 @@ def test_the_cache_computes_once_for_requests_at_the_same_time_and_expires() -> 
         thread.join()
     assert len(calls) == 1
     assert cache.get("k", slow) == 1
-    time.sleep(0.35)
+    now_s[0] += 8
+    assert cache.get("k", slow) == 1
+    now_s[0] += 0.01
     assert cache.get("k", slow) == 2
 
 

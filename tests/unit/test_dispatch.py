@@ -22,8 +22,8 @@ from campaigns.jobs.job_store import (
     JobOutcome,
     claim_jobs,
     mark_transmitting,
-    record_outcomes,
     release_jobs,
+    write_jobs,
 )
 from tests.factories import campaign_with_jobs
 
@@ -147,9 +147,9 @@ def test_scheduled_campaign_starts_when_due_and_completes_when_nothing_is_pendin
     assert dispatcher.run_once(now=utc_now() + timedelta(hours=2)).started_campaigns == 1
     claimed = claim_jobs(database, job_ids, worker_id="a", lease_s=60)
     now = utc_now()
-    record_outcomes(
+    write_jobs(
         database,
-        [
+        outcomes=[
             JobOutcome(
                 job_id=job.job_id,
                 state=JobState.SENT,

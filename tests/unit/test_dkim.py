@@ -20,13 +20,13 @@ from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import RenderedMessage
 from campaigns.core.errors import ConfigError
 from campaigns.core.settings import Settings
-from tests.dkim_helpers import DOMAIN, SELECTOR, PublishedKey, keygen
+from tests.dkim_helpers import DOMAIN, SELECTOR, PublishedKey, keygen_in_process
 from workers import process_state
 
 
 @pytest.fixture(scope="module", params=["rsa", "ed25519"])
 def published(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    return keygen(tmp_path_factory.mktemp("keys"), request.param)
+    return keygen_in_process(tmp_path_factory.mktemp("keys"), request.param)
 
 
 def _message() -> bytes:

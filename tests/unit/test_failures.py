@@ -22,7 +22,7 @@ from campaigns.core.models import (
 from campaigns.core.reply_classes import ReplyClass
 from campaigns.core.storage import Database
 from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
-from campaigns.jobs.job_store import JobOutcome, record_outcomes
+from campaigns.jobs.job_store import JobOutcome, write_jobs
 from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
 from tests.delivery_helpers import (
     publish_due_jobs,
@@ -50,7 +50,7 @@ def test_a_hard_bounce_of_an_address_already_suppressed_keeps_the_first_reason(
         "first_attempt_at": utc_now(),
         "suppression_reason": "hard_bounce",
     }
-    record_outcomes(database, [JobOutcome(job_id=job_id, **bounce) for job_id in job_ids])
+    write_jobs(database, outcomes=[JobOutcome(job_id=job_id, **bounce) for job_id in job_ids])
     suppressions = _suppressions(database)
     assert suppressions["person0@example.com"].reason == "unsubscribed"
     assert suppressions["person1@example.com"].reason == "hard_bounce"

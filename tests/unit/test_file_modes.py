@@ -17,6 +17,7 @@ from campaigns.core.private_files import create_private_file, make_private_direc
 from campaigns.core.settings import Settings
 from campaigns.core.storage import open_database
 from dashboard.background_imports import BackgroundImports
+from tests.conftest import wait_until
 
 
 def mode_of(path: Path) -> int:
@@ -128,7 +129,9 @@ def test_uploaded_recipient_list_is_saved_owner_only(tmp_path: Path) -> None:
         task_id = imports.submit(
             upload, file_name="people.csv", list_name="people", encoding=None, user_id=None
         )
-        imports.wait_idle()
+        assert wait_until(
+            lambda: imports.progress(task_id).state in ("done", "failed"), timeout_s=60
+        )
     finally:
         imports.shutdown()
         database.engine.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from campaigns.jobs import job_store as jobs
 from campaigns.jobs.job_store import JobOutcome, claim_jobs
 from tests.factories import campaign_with_jobs
 from workers.delivery import job_writer
-from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
+from workers.delivery.job_writer import WRITE_RETRY_DELAYS_S, JobWriter, TransmitNotRecorded
 
 
 def _sent(job_id: int) -> JobOutcome:
@@ -35,6 +35,15 @@ def _sent(job_id: int) -> JobOutcome:
 def _states(database: Database, job_ids: Sequence[int]) -> list[str]:
     with database.session() as session:
         return list(session.scalars(select(Job.state).where(Job.id.in_(job_ids)).order_by(Job.id)))
+
+
+def _recording(waited_s: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A sleep that returns at once: the test reads the delays instead of waiting them out."""
+
+    async def sleep(delay_s: float) -> None:
+        waited_s.append(delay_s)
+
+    return sleep
 
 
 def _count_commits(database: Database) -> list[int]:
@@ -97,10 +106,10 @@ def test_a_failed_write_refuses_its_marks_and_retries_its_outcomes(
         return jobs.write_jobs(database, **changes)
 
     monkeypatch.setattr(job_writer, "write_jobs", failing_once)
-    monkeypatch.setattr(job_writer, "WRITE_RETRY_DELAYS_S", (0.01,))
+    waited_s: list[float] = []
 
     async def send() -> None:
-        writer = JobWriter(database, "w")
+        writer = JobWriter(database, "w", sleep=_recording(waited_s))
         writer.add(_sent(job_ids[0]))
         with pytest.raises(TransmitNotRecorded, match="disk I/O error"):
             await writer.mark(job_ids[1])
@@ -110,6 +119,7 @@ def test_a_failed_write_refuses_its_marks_and_retries_its_outcomes(
 
     asyncio.run(send())
     assert failures == []
+    assert waited_s == [WRITE_RETRY_DELAYS_S[0]]
     assert _states(database, job_ids) == [JobState.SENT, JobState.SENDING, JobState.TRANSMITTING]
 
 
@@ -123,10 +133,10 @@ def test_outcomes_that_cannot_be_written_fail_the_batch_and_its_waiting_marks(
         raise RuntimeError("database is gone")
 
     monkeypatch.setattr(job_writer, "write_jobs", failing)
-    monkeypatch.setattr(job_writer, "WRITE_RETRY_DELAYS_S", (0.01,))
+    waited_s: list[float] = []
 
     async def send() -> None:
-        writer = JobWriter(database, "w")
+        writer = JobWriter(database, "w", sleep=_recording(waited_s))
         writer.add(_sent(job_ids[0]))
         waiting = asyncio.ensure_future(writer.mark(job_ids[1]))
         with pytest.raises(RuntimeError, match="database is gone"):
@@ -135,4 +145,6 @@ def test_outcomes_that_cannot_be_written_fail_the_batch_and_its_waiting_marks(
             await waiting
 
     asyncio.run(send())
+    # Every retry was waited for before the batch gave up.
+    assert waited_s == list(WRITE_RETRY_DELAYS_S)
     assert _states(database, job_ids) == [JobState.SENDING, JobState.SENDING]

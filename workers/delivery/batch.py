@@ -156,7 +156,11 @@ class BatchSummary:
     elapsed_s: float
 
 
-async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> BatchSummary:
+async def deliver_batch(
+    context: DeliveryContext, job_ids: Sequence[int], *, send_window_s: float = SEND_WINDOW_S
+) -> BatchSummary:
+    """Claims, sends and records ``job_ids``; what is not sent within ``send_window_s`` (see
+    ``SEND_WINDOW_S``) is handed back."""
     started = time.monotonic()
     settings = context.settings
     claimed = claim_jobs(
@@ -167,7 +171,7 @@ async def deliver_batch(context: DeliveryContext, job_ids: Sequence[int]) -> Bat
     progress = _BatchProgress(
         waiting=deque(claimed),
         unfinished={job.job_id for job in claimed},
-        send_until=started + SEND_WINDOW_S,
+        send_until=started + send_window_s,
     )
     writer = JobWriter(context.database, context.worker_id, context.send_rate_counters)
     campaign_ids = {job.campaign_id for job in claimed}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from campaigns.core.storage import Database
 from campaigns.jobs.job_store import JobOutcome, write_jobs
@@ -28,17 +29,21 @@ class TransmitNotRecorded(Exception):
 
 
 class JobWriter:
-    """``send_rate_counters``, when given, also counts each written group of outcomes in Redis."""
+    """``send_rate_counters``, when given, also counts each written group of outcomes in Redis.
+    ``sleep`` waits between attempts to write (tests pass one that only records the delays)."""
 
     def __init__(
         self,
         database: Database,
         worker_id: str,
         send_rate_counters: SendRateCounters | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._database = database
         self._worker_id = worker_id
         self._send_rate_counters = send_rate_counters
+        self._sleep = sleep
         self._marks: dict[int, asyncio.Future[None]] = {}
         self._outcomes: list[JobOutcome] = []
         self._writer: asyncio.Task[None] | None = None
@@ -93,7 +98,7 @@ class JobWriter:
                 log.exception(
                     "writing %d outcomes failed; retrying in %s s", len(outcomes), delay_s
                 )
-                await asyncio.sleep(delay_s)
+                await self._sleep(delay_s)
                 continue
             failed_writes = 0
             for job_id, future in marks.items():

@@ -80,7 +80,8 @@ class _Attempt:
 class RelaySet:
     """The relays of this installation, one SmtpPool each, sharing limits through Redis.
 
-    Use from one event loop. ``random_source`` makes the weighted choice repeatable in tests.
+    Use from one event loop. ``random_source`` makes the weighted choice repeatable in tests;
+    ``unlimited_recheck_s`` is described at ``UNLIMITED_RECHECK_S``.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class RelaySet:
         pools: Mapping[str, SmtpPool],
         limiter: RateLimiter | None = None,
         random_source: random.Random | None = None,
+        unlimited_recheck_s: float = UNLIMITED_RECHECK_S,
     ) -> None:
         missing = [relay.name for relay in config.relays if relay.name not in pools]
         if missing:
@@ -105,6 +107,7 @@ class RelaySet:
         self._closed_until: dict[str, float] = {}
         self._limits_unreachable_until = 0.0
         self._unlimited_until: dict[tuple[str, str], float] = {}
+        self._unlimited_recheck_s = unlimited_recheck_s
 
     @classmethod
     def from_settings(cls, config: RelaySetConfig, redis: Redis, settings: Settings) -> RelaySet:
@@ -241,7 +244,7 @@ class RelaySet:
             if permit.unconstrained:
                 if len(self._unlimited_until) >= _UNLIMITED_CACHE_SIZE:
                     self._unlimited_until.clear()
-                self._unlimited_until[unlimited] = now + UNLIMITED_RECHECK_S
+                self._unlimited_until[unlimited] = now + self._unlimited_recheck_s
             yield
 
     async def close(self) -> None:
