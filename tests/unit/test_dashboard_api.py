@@ -654,7 +654,7 @@ def _stored_password_hash(database: Database) -> str:
 def test_signing_in_moves_a_password_hash_of_another_cost_to_the_apps_own(
     database: Database, tmp_path: Path
 ) -> None:
-    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, hasher=FAST_PASSWORD_HASHER)
+    create_user(database, ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.ADMIN, hasher=FAST_PASSWORD_HASHER)
     assert "$m=8,t=1,p=1$" in _stored_password_hash(database)
     # Not the production cost, which would spend a second here: any other cost shows the move.
     apps_own = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
