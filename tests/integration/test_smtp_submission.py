@@ -3,10 +3,8 @@ real ``edm worker`` processes, Redis, and an SMTP sink the worker delivers to.""
 
 from __future__ import annotations
 
-import datetime
 import email
 import email.policy
-import ipaddress
 import re
 import smtplib
 import ssl
@@ -16,10 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from campaigns.bounces.verp import find_message_id, find_return_path
@@ -31,6 +25,7 @@ from tests.dashboard_helpers import Dashboard
 from tests.dkim_helpers import DOMAIN, SELECTOR, keygen
 from tests.integration.test_transactional import api  # noqa: F401 (a fixture)
 from tests.smtp_server import RecordingSmtpServer
+from tests.tls_helpers import self_signed_certificate
 
 LOGIN = f"app@{DOMAIN}"
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \((\w+)\)")
@@ -44,38 +39,6 @@ def message(sender: str = f"Shop <orders@{DOMAIN}>", *, extra: str = "", body: s
         f"Message-ID: <app-chosen@{DOMAIN}>\r\nMIME-Version: 1.0\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n{extra}\r\n{body}\r\n"
     ).encode()
-
-
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "submit.crt", folder / "submit.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 def client_tls() -> ssl.SSLContext:
