@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suppression_commands(commands)
     _add_dkim_commands(commands)
     _add_bounce_commands(commands)
+    _add_submission_commands(commands)
 
     worker = commands.add_parser("worker", help="run a delivery worker (and the dispatcher)")
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
@@ -280,6 +281,22 @@ def _add_bounce_commands(commands: Any) -> None:
     poll.set_defaults(handler="bounces:poll")
 
 
+def _add_submission_commands(commands: Any) -> None:
+    submit = commands.add_parser(
+        "submit", help="SMTP submission for applications (transactional mail)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = submit.add_parser("serve", help="SMTP submission server (AUTH, STARTTLS)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    serve.add_argument("--port", type=int, default=587, help="port to listen on (587)")
+    serve.add_argument(
+        "--implicit-tls-port",
+        type=int,
+        metavar="PORT",
+        help="also listen with TLS from the first byte (465 by custom); needs the certificate",
+    )
+    serve.set_defaults(handler="submit:serve")
+
+
 def _add_dashboard_commands(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help="serve the dashboard, its JSON API, /metrics and the tracking links"
@@ -350,6 +367,26 @@ def _add_user_commands(commands: Any) -> None:
     revoke = tokens.add_parser("revoke", help="stop a token from working")
     revoke.add_argument("id", type=int, metavar="ID")
     revoke.set_defaults(handler="users:revoke_token")
+
+    credentials = users.add_parser(
+        "smtp-credentials", help="logins of applications for `edm submit serve`"
+    ).add_subparsers(dest="credentials_action", required=True, metavar="ACTION")
+    credential = credentials.add_parser("create", help="print a new login's password once")
+    credential.add_argument("--email", required=True, help="the login name")
+    credential.add_argument(
+        "--allowed-domains",
+        default="",
+        metavar="D1,D2",
+        help="sender domains it may use (default: the login's own domain)",
+    )
+    credential.add_argument("--rate", metavar="N/min", help="recipients a minute, at most")
+    credential.set_defaults(handler="smtp_credentials:create")
+    credential_list = credentials.add_parser("list", help="id, login, domains, rate, state")
+    credential_list.add_argument("--json", action="store_true")
+    credential_list.set_defaults(handler="smtp_credentials:list_credentials")
+    credential_revoke = credentials.add_parser("revoke", help="stop a login from working")
+    credential_revoke.add_argument("id", type=int, metavar="ID")
+    credential_revoke.set_defaults(handler="smtp_credentials:revoke")
 
 
 def _run(handler: str, args: argparse.Namespace, settings: Settings) -> None:

@@ -101,3 +101,8 @@ class LimitKeys:
 
     def domain_of_slowdown_key(self, key: str) -> str:
         return key.removeprefix(f"{self.prefix}:domain:").removesuffix(":slowdown")
+
+
+def submission_rate_key(namespace: str, credential_id: int) -> str:
+    """Recipients an SMTP submission credential had accepted, counted over the last minute."""
+    return f"{namespace}:submission:credential:{credential_id}:rate"

@@ -88,13 +88,13 @@ class DkimSigner:
         separator = message.find(b"\r\n\r\n")
         if separator < 0:
             raise InputError("cannot DKIM-sign a message without a blank line after its header")
-        fields = _FIELD_BOUNDARY.split(message[:separator])
+        fields = header_fields(message[:separator])
         body_hash = hashlib.sha256(relaxed_body(message[separator + 4 :])).digest()
 
         by_name: dict[bytes, list[bytes]] = {}
         for field in fields:
-            name = field.partition(b":")[0].rstrip(b" \t").lower()
-            by_name.setdefault(name, []).append(field)
+            field_name = field.partition(b":")[0].rstrip(b" \t").lower()
+            by_name.setdefault(field_name, []).append(field)
         names: list[str] = []
         signed = bytearray()
         for name in SIGNED_HEADERS:
@@ -125,6 +125,11 @@ class DkimSigner:
             return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         # RFC 8463: Ed25519 signs the SHA-256 digest of the data, not the data itself.
         return self._key.sign(hashlib.sha256(data).digest())
+
+
+def header_fields(header: bytes) -> list[bytes]:
+    """The fields of a header section (CRLF line endings), each with its continuation lines."""
+    return _FIELD_BOUNDARY.split(header)
 
 
 def relaxed_header(field: bytes) -> bytes:

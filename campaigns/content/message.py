@@ -106,6 +106,10 @@ class MessageSkeleton:
         self._tail_headers = _multipart_headers(self._boundary)
         self._text_part_start, self._html_part_start, self._end = _part_framing(self._boundary)
 
+    def message_id(self, job_id: int) -> str:
+        tag = self._message_id_tag(job_id) if self._message_id_tag else ""
+        return message_id_for(self.campaign_uuid, job_id, self.sender_domain, tag)
+
     def build(
         self,
         *,
@@ -135,8 +139,7 @@ class MessageSkeleton:
         if self._mailto:
             unsubscribe[0] += ","
             unsubscribe.append(f"<{self._mailto}>")
-        tag = self._message_id_tag(job_id) if self._message_id_tag else ""
-        message_id = message_id_for(self.campaign_uuid, job_id, self.sender_domain, tag)
+        message_id = self.message_id(job_id)
         headers = [
             self._from_header,
             _header("To", to_words),

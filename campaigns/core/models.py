@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -320,6 +321,24 @@ class ApiToken(Base):
     """None: until revoked."""
 
 
+class SmtpCredential(Base):
+    """A login for SMTP submission (``edm users smtp-credentials``); only the SHA-256 of its
+    generated password is stored."""
+
+    __tablename__ = "smtp_credentials"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    """The login name an application gives with AUTH."""
+    password_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    allowed_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    """Domains MAIL FROM and the From header may use (the login's own when none was given)."""
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer)
+    """Recipients accepted per minute, whatever the connection; None: no limit of its own."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class ImportTask(Base):
     """A CSV uploaded to the dashboard and imported in the background, with its report."""
 
@@ -391,4 +410,7 @@ class TransactionalMessage(Base):
     track: Mapped[bool] = mapped_column(Boolean, default=False)
     attachments: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     """``filename``, ``content_type`` and ``content`` (base64) of each attachment."""
+    raw_mime: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The whole message as an application submitted it by SMTP, kept byte for byte; the
+    template columns are empty then. None for a message made from a template or inline parts."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -128,6 +128,16 @@ class Settings:
     tx_processes: int = 1
     """Worker processes of ``edm worker`` that take only transactional mail, so it never waits
     behind campaign batches; 0 leaves it to the campaign processes (which take it first)."""
+    submit_tls_cert: str = ""
+    """PEM certificate (chain) ``edm submit serve`` offers with STARTTLS; with its key, AUTH is
+    possible from anywhere, else only from loopback (when ``submit_auth_on_loopback``)."""
+    submit_tls_key: str = ""
+    submit_auth_on_loopback: bool = True
+    """Accept AUTH without TLS from 127.0.0.1/::1 (an application on the same host)."""
+    submit_max_message_bytes: int = 10_000_000
+    """The largest message ``edm submit serve`` accepts (SIZE, and counted while reading)."""
+    submit_max_recipients: int = 20
+    """Per SMTP transaction: each recipient is a message of its own, stored with its copy."""
     queue_name: str = "edm-delivery"
     """Celery queue; also the installation's ``redis_namespace``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -166,6 +176,13 @@ class Settings:
 
         if self.tx_processes < 0:
             raise ConfigError(f"EDM_TX_PROCESSES: 0 or more, got {self.tx_processes!r}")
+        if self.submit_max_message_bytes < 1 or self.submit_max_recipients < 1:
+            raise ConfigError(
+                "EDM_SUBMIT_MAX_MESSAGE_BYTES and EDM_SUBMIT_MAX_RECIPIENTS: at least 1, got "
+                f"{self.submit_max_message_bytes!r} and {self.submit_max_recipients!r}"
+            )
+        if bool(self.submit_tls_cert) != bool(self.submit_tls_key):
+            raise ConfigError("EDM_SUBMIT_TLS_CERT and EDM_SUBMIT_TLS_KEY: set both or neither")
         if self.max_upload_bytes < 1:
             raise ConfigError(f"EDM_MAX_UPLOAD_BYTES: at least 1, got {self.max_upload_bytes!r}")
 

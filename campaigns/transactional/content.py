@@ -29,6 +29,7 @@ from campaigns.core.storage import Database
 from campaigns.lists.suppression import TRANSACTIONAL_CATEGORY
 from campaigns.tracking.links import LinkTracker
 from campaigns.tracking.message_pipeline import MessagePipeline, OneToOneParts
+from campaigns.transactional.raw_mime import RawMimePipeline
 
 INLINE_TEMPLATE = "inline"
 
@@ -82,6 +83,22 @@ def transactional_pipeline(
     )
 
 
+def raw_mime_pipeline(
+    message: TransactionalMessage,
+    raw: bytes,
+    *,
+    stream_uuid: str,
+    settings: Settings,
+    signer: DkimSigner | None = None,
+) -> RawMimePipeline:
+    skeleton = MessageSkeleton(
+        from_address=message.from_address,
+        campaign_uuid=stream_uuid,
+        message_id_tag=message_id_tagger(settings.secret),
+    )
+    return RawMimePipeline(raw=raw, skeleton=skeleton, signer=signer)
+
+
 def stored_attachments(message: TransactionalMessage) -> tuple[Attachment, ...]:
     return tuple(
         Attachment(
@@ -95,7 +112,7 @@ def stored_attachments(message: TransactionalMessage) -> tuple[Attachment, ...]:
 
 def delivery_pipeline(
     database: Database, job_id: int, settings: Settings, signer: DkimSigner | None
-) -> MessagePipeline:
+) -> MessagePipeline | RawMimePipeline:
     """The pipeline of the transactional message job ``job_id`` carries, for its worker."""
     with database.session() as session:
         found = session.execute(
@@ -107,6 +124,10 @@ def delivery_pipeline(
     if found is None:
         raise InputError(f"job {job_id}: no transactional message stored for it")
     message, stream_id, stream_uuid = found
+    if message.raw_mime is not None:
+        return raw_mime_pipeline(
+            message, message.raw_mime, stream_uuid=stream_uuid, settings=settings, signer=signer
+        )
     tracker = None
     if message.track:
         tracker = LinkTracker(

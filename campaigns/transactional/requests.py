@@ -70,6 +70,8 @@ class MessageRequest:
     track: bool = False
     attachments: Sequence[AttachmentInput] = ()
     idempotency_key: str | None = None
+    raw_mime: bytes | None = None
+    """A whole message as an application submitted it by SMTP, sent as it is (``raw_mime``)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,12 @@ def decoded_attachments(
 
 def _check_content_choice(request: MessageRequest) -> None:
     inline = [request.subject, request.html, request.text]
+    if request.raw_mime is not None:
+        if request.template is not None or any(part is not None for part in inline):
+            raise InputError("raw_mime: a whole message comes without template or parts")
+        if request.headers or request.attachments or request.track:
+            raise InputError("raw_mime: a whole message has its headers and attachments in it")
+        return
     if request.template is not None:
         if any(part is not None for part in inline):
             raise InputError("template: give a template or subject/html/text, not both")

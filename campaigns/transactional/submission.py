@@ -33,6 +33,7 @@ from campaigns.lists.suppression import suppression_blocks
 from campaigns.transactional.content import (
     INLINE_TEMPLATE,
     named_template,
+    raw_mime_pipeline,
     transactional_pipeline,
 )
 from campaigns.transactional.requests import CheckedRequest, MessageRequest, checked_request
@@ -41,6 +42,8 @@ from campaigns.transactional.streams import stream_for
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+RAW_MIME_TEMPLATE = "(raw MIME)"
+"""The name a whole submitted message's row gives in place of a template; never stored."""
 CHECK_JOB_ID = 0
 """The job id a message is rendered with before it has one."""
 
@@ -117,17 +120,23 @@ def _earlier_message(database: Database, scope: str, key: str, now: datetime) ->
 
 
 def _check_suppression(database: Database, checked: CheckedRequest) -> None:
-    with database.session() as session:
-        reason = session.scalar(
-            select(Suppression.reason).where(Suppression.email_key == checked.to_key)
-        )
-    if reason is not None and suppression_blocks(reason, checked.request.category):
+    reason = blocking_suppression(database, checked.to_key, checked.request.category)
+    if reason is not None:
         raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
+
+
+def blocking_suppression(database: Database, to_key: str, category: str) -> str | None:
+    """Why mail of ``category`` must not go to ``to_key`` (a hard bounce, a complaint), if so."""
+    with database.session() as session:
+        reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == to_key))
+    return reason if reason is not None and suppression_blocks(reason, category) else None
 
 
 def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> TransactionalMessage:
     request = checked.request
-    if request.template is not None:
+    if request.raw_mime is not None:
+        source = TemplateSource(name=RAW_MIME_TEMPLATE, subject="", html="", text=None)
+    elif request.template is not None:
         source = named_template(request.template, settings.resolved_templates_dir)
     else:
         source = TemplateSource(
@@ -151,6 +160,7 @@ def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> Tra
         headers=checked.headers,
         tags=list(request.tags),
         track=request.track,
+        raw_mime=request.raw_mime,
         attachments=[
             {
                 "filename": attachment.filename,
@@ -167,6 +177,11 @@ def _check_renders(
 ) -> None:
     """Render and build it as its worker will: a missing merge field, a bad address or header
     is the caller's error now, not a failed job later."""
+    if message.raw_mime is not None:
+        raw_mime_pipeline(
+            message, message.raw_mime, stream_uuid=stream_uuid, settings=settings
+        ).build(job_id=CHECK_JOB_ID)
+        return
     pipeline = transactional_pipeline(
         message,
         stream_uuid=stream_uuid,

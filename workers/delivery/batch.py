@@ -46,6 +46,7 @@ from campaigns.lists.suppression import SuppressionReason
 from campaigns.tracking.links import LinkTracker
 from campaigns.tracking.message_pipeline import MessagePipeline
 from campaigns.transactional.content import delivery_pipeline
+from campaigns.transactional.raw_mime import RawMimePipeline
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
 from workers.relays.relay_set import RelaySet, recipient_domain
@@ -295,7 +296,7 @@ async def _deliver_one(
     attempts = job.attempts + 1
     try:
         campaign = context.prepared(job.campaign_id)
-        pipeline = campaign.pipeline
+        pipeline: MessagePipeline | RawMimePipeline | None = campaign.pipeline
         if pipeline is None:
             pipeline = await asyncio.to_thread(
                 delivery_pipeline, context.database, job.job_id, context.settings, context.signer
