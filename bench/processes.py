@@ -62,9 +62,15 @@ def log_tail(log_path: Path, lines: int = 5) -> str:
 
 
 def wait_for_log_line(
-    process: subprocess.Popen[bytes], log_path: Path, marker: str, *, timeout_s: float
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    marker: str,
+    *,
+    timeout_s: float,
+    occurrences: int = 1,
 ) -> None:
-    """Wait until ``marker`` appears in the log; RuntimeError if the process exits first."""
+    """Wait until ``marker`` appears ``occurrences`` times in the log; RuntimeError if the
+    process exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -72,7 +78,9 @@ def wait_for_log_line(
                 f"{log_path.name}: exited with code {process.returncode}: {log_tail(log_path)}"
             )
         with contextlib.suppress(OSError):
-            if marker in log_path.read_text(errors="replace"):
+            if log_path.read_text(errors="replace").count(marker) >= occurrences:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"{log_path.name}: no {marker!r} within {timeout_s:g} s")
+    raise RuntimeError(
+        f"{log_path.name}: {marker!r} fewer than {occurrences} times within {timeout_s:g} s"
+    )

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run a dispatcher here (one runs elsewhere)",
     )
-    worker.set_defaults(handler="services:worker")
+    worker.set_defaults(handler="worker:worker")
 
     track = commands.add_parser("track", help="serve the open, click and unsubscribe links")
     track.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")

@@ -25,16 +25,19 @@ preload_in_children(__name__)
 
 
 def render_isolated(
-    source: TemplateSource,
+    template: CompiledTemplate,
     context: Mapping[str, Any],
     *,
     cpu_limit_s: float = DEFAULT_CPU_LIMIT_S,
 ) -> RenderedMessage:
-    """``CompiledTemplate(source).render(context)``, compiled and rendered in a child process
-    that may use ``cpu_limit_s`` of CPU time and ``MEMORY_LIMIT_BYTES`` of memory."""
+    """``template.render(context)`` in a child process that may use ``cpu_limit_s`` of CPU time
+    and ``MEMORY_LIMIT_BYTES`` of memory. A child forked from this process renders the compiled
+    template it inherited; one from the fork server gets the template pickled, as its source,
+    and compiles it again under the same limits."""
+    source = template.source
     outcome = run_limited(
         _render_outcome,
-        (source, dict(context)),
+        (_InheritedTemplate(template), dict(context)),
         cpu_limit_s=cpu_limit_s,
         memory_limit_bytes=MEMORY_LIMIT_BYTES,
         name=f"render {source.name}",
@@ -51,11 +54,29 @@ def render_isolated(
     )
 
 
-def _render_outcome(source: TemplateSource, context: dict[str, Any]) -> RenderedMessage | str:
+class _InheritedTemplate:
+    """A compiled template as a child gets it: a forked child inherits this object, compiled;
+    pickled for the fork server it is only the source, compiled in the child under its limits
+    (unpickling happens before they are set)."""
+
+    def __init__(self, template: CompiledTemplate) -> None:
+        self.template = template
+
+    def __reduce__(self) -> tuple[type[TemplateSource], tuple[str, str, str, str | None]]:
+        source = self.template.source
+        return TemplateSource, (source.name, source.subject, source.html, source.text)
+
+
+def _render_outcome(
+    inherited: _InheritedTemplate | TemplateSource, context: dict[str, Any]
+) -> RenderedMessage | str:
     """The rendered message, or the one-line error (a render that fails is retried another
     way, CSS inlined per message, say, and the repeating CPU alarm stops that attempt too)."""
+    source = inherited if isinstance(inherited, TemplateSource) else inherited.template.source
     try:
-        return CompiledTemplate(source).render(context)
+        if isinstance(inherited, TemplateSource):
+            return CompiledTemplate(inherited).render(context)
+        return inherited.template.render(context)
     except TemplateError as error:
         return str(error)
     except RenderCpuTimeExceeded as error:

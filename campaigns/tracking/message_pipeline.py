@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from campaigns.content.attachments import Attachment
-from campaigns.content.dkim import DkimSigner
 from campaigns.content.isolated_render import render_isolated
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate, RenderedMessage
 from campaigns.tracking.links import LinkTracker
 from campaigns.tracking.routes import unsubscribe_url
+
+if TYPE_CHECKING:
+    # Only annotations: DKIM loads the cryptography bindings, which the scheduling check (one
+    # unsigned trial message) never needs.
+    from campaigns.content.attachments import Attachment
+    from campaigns.content.dkim import DkimSigner
 
 
 def render_context(
@@ -81,9 +85,7 @@ class MessagePipeline:
         if self.render_cpu_limit_s is None:
             rendered = self.template.render(context)
         else:
-            rendered = render_isolated(
-                self.template.source, context, cpu_limit_s=self.render_cpu_limit_s
-            )
+            rendered = render_isolated(self.template, context, cpu_limit_s=self.render_cpu_limit_s)
         if self.subject_prefix:
             rendered = dataclasses.replace(rendered, subject=self.subject_prefix + rendered.subject)
         return rendered

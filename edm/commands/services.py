@@ -1,4 +1,5 @@
-"""The long-running commands: ``edm worker``, ``edm track``, ``edm serve``, ``edm demo``."""
+"""The long-running commands that serve HTTP or the demo: ``edm track``, ``edm serve``, ``edm demo``
+(``edm worker`` has a module of its own)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,9 @@ import argparse
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from dashboard.server import serve_dashboard
-from edm.command_helpers import check_port, database
+from edm.command_helpers import check_port
 from edm.demo import run_demo
 from public_endpoints.tracking_app import serve_tracking
-from workers.worker_command import run_worker
-
-
-def worker(args: argparse.Namespace, settings: Settings) -> None:
-    if args.concurrency < 1:
-        raise InputError("--concurrency: must be at least 1")
-    database(settings)
-    run_worker(settings, concurrency=args.concurrency, dispatcher=not args.no_dispatcher)
 
 
 def track(args: argparse.Namespace, settings: Settings) -> None:

@@ -49,7 +49,9 @@ def caller_threads(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_shipped_templates_render_the_same_in_the_child_process(name: str) -> None:
     source = load_template(name, PROJECT_ROOT / "templates")
 
-    assert render_isolated(source, CONTEXT) == CompiledTemplate(source).render(CONTEXT)
+    assert render_isolated(CompiledTemplate(source), CONTEXT) == CompiledTemplate(source).render(
+        CONTEXT
+    )
 
 
 @pytest.mark.usefixtures("caller_threads")
@@ -57,7 +59,7 @@ def test_a_render_over_its_cpu_time_is_stopped_naming_the_limit_and_line() -> No
     source = TemplateSource(name="t", subject="Hi", html=ENDLESS_LOOPS, text=None)
 
     with pytest.raises(TemplateError) as raised:
-        render_isolated(source, {}, cpu_limit_s=0.5)
+        render_isolated(CompiledTemplate(source), {}, cpu_limit_s=0.5)
 
     assert str(raised.value) == "t/body.html:3: rendering took too long (limit 0.5 s of CPU)"
 
@@ -67,6 +69,6 @@ def test_a_template_error_in_the_child_is_the_same_one_line_error() -> None:
     source = TemplateSource(name="t", subject="Hi", html="<p>\n{{ 'a' * 10 ** 9 }}</p>", text=None)
 
     with pytest.raises(TemplateError) as raised:
-        render_isolated(source, {})
+        render_isolated(CompiledTemplate(source), {})
 
     assert str(raised.value) == "t/body.html:2: repeated text or list too long (limit 1000000)"
