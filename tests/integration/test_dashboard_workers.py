@@ -21,6 +21,7 @@ from tests.conftest import _stop_process_group, wait_until
 from tests.dashboard_helpers import dashboard_settings, running_dashboard, sign_in
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
+from workers.transactional_lane import transactional_queue
 
 
 @pytest.fixture
@@ -72,7 +73,8 @@ def test_a_worker_is_seen_online_with_its_details_and_gone_once_stopped(
     row = next(row for row in monitor.snapshot().workers if row.pid == worker.pid)
     assert row.hostname.startswith(f"edm-{worker.pid}@")
     assert row.concurrency == 2
-    assert row.queues == [settings.queue_name]
+    # Every campaign process takes transactional mail first.
+    assert row.queues == [transactional_queue(settings), settings.queue_name]
     assert monitor.snapshot().broker_error is None
 
     campaign_id = _campaign(edm_database, settings, tmp_path, 300)
