@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:
@@ -35,3 +37,20 @@ def die_with_parent_hook() -> Callable[[], None] | None:
             os._exit(1)
 
     return die_with_parent
+
+
+@contextlib.contextmanager
+def python_module_running(module: str, *, stop_timeout_s: float) -> Iterator[None]:
+    """``python -m module`` in a child process while inside: asked to stop with SIGTERM on the
+    way out, killed if it has not stopped within ``stop_timeout_s``, and never left running
+    after this process dies."""
+    process = subprocess.Popen([sys.executable, "-m", module], preexec_fn=die_with_parent_hook())
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -15,17 +15,14 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 
 from celery import Celery
 
 from campaigns.core.settings import Settings
 from workers.celery_app import app, make_celery
-from workers.child_processes import die_with_parent_hook
+from workers.child_processes import python_module_running
 from workers.embedded_redis import known_redis_url
 from workers.liveness import worker_hostname
 from workers.tasks import DELIVER_BATCH
@@ -91,18 +88,8 @@ def transactional_lane(settings: Settings) -> Iterator[None]:
     if settings.tx_processes == 0:
         yield
         return
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workers.transactional_lane"], preexec_fn=die_with_parent_hook()
-    )
-    try:
+    with python_module_running("workers.transactional_lane", stop_timeout_s=60):
         yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def main() -> None:

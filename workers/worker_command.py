@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -15,7 +13,7 @@ from campaigns.content.dkim_keys import signer_from_settings
 from campaigns.core.errors import ServiceUnavailable
 from campaigns.core.settings import Settings
 from workers.celery_app import app
-from workers.child_processes import die_with_parent_hook
+from workers.child_processes import python_module_running
 from workers.embedded_redis import check_redis, redacted_url, resolve_redis_url
 from workers.liveness import worker_hostname
 from workers.relays.config import RelayConfig, load_relay_config
@@ -106,15 +104,5 @@ def _dispatcher_process(*, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workers.dispatcher_loop"], preexec_fn=die_with_parent_hook()
-    )
-    try:
+    with python_module_running("workers.dispatcher_loop", stop_timeout_s=10):
         yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
