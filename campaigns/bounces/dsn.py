@@ -39,10 +39,6 @@ class DeliveryStatusReport:
     recipients: tuple[RecipientStatus, ...]
 
 
-def is_delivery_status_report(message: Message) -> bool:
-    return report_part(message, "message/delivery-status") is not None
-
-
 def read_delivery_status(message: Message) -> DeliveryStatusReport | None:
     part = report_part(message, "message/delivery-status")
     if part is None:
