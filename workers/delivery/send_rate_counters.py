@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from campaigns.jobs.job_store import JobOutcome
+from workers.rate_limits.scripts import read_script
 from workers.redis_keys import SendRateKeys
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,7 @@ PAUSE_AFTER_FAILURE_S = 5.0
 
 # One script call per group: a pipeline of an HINCRBY and ZINCRBY per name costs the worker's
 # event loop about twice the CPU (measured with redis-py's asyncio client, groups of 10).
-ADD_COUNTS = """
-local lifetime_s, relays = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 3, 2 + 2 * relays, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-for i = 3 + 2 * relays, #ARGV, 2 do
-  redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i])
-end
-redis.call('EXPIRE', KEYS[1], lifetime_s)
-redis.call('EXPIRE', KEYS[2], lifetime_s)
-"""
+ADD_COUNTS = read_script("add_counts.lua")
 
 
 class SendRateCounters:

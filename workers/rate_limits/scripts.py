@@ -4,8 +4,10 @@ Times are microseconds of Redis's own clock (TIME), so workers on hosts whose cl
 still share one schedule. Numbers are written with ``%.0f``: Lua's tostring() would print a
 microsecond timestamp as ``1.7e+15`` and lose the precision that matters.
 
-Each script is ``lua/prelude.lua`` (helpers every script shares: Redis runs each script alone,
-with no way to load a library) followed by its own file. The files ship as package data.
+Each limiter script is ``lua/prelude.lua`` (helpers every script shares: Redis runs each script
+alone, with no way to load a library) followed by its own file. The other Lua the project runs in
+Redis (send-rate counters, sign-in limits) lives beside them and is read by :func:`read_script`.
+The files ship as package data.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from importlib.resources import files
 _LUA = files(__package__) / "lua"
 
 
+def read_script(name: str) -> str:
+    """The Lua in ``lua/<name>``."""
+    return (_LUA / name).read_text("utf-8")
+
+
 def _script(name: str) -> str:
-    return (_LUA / "prelude.lua").read_text("utf-8") + "\n" + (_LUA / name).read_text("utf-8")
+    return read_script("prelude.lua") + "\n" + read_script(name)
 
 
 ACQUIRE = _script("acquire.lua")
