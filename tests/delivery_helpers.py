@@ -4,9 +4,12 @@ one batch sent."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+from redis.asyncio import Redis
 
 from campaigns.core.models import utc_now
 from campaigns.core.settings import Settings
@@ -16,8 +19,6 @@ from campaigns.lifecycle.campaign_service import create_campaign, schedule_campa
 from campaigns.lists.importer import import_recipients
 from tests.smtp_server import RecordingSmtpServer
 from workers.delivery.batch import DeliveryContext, deliver_batch
-from workers.smtp.pool import SmtpPool
-from workers.smtp.url import parse_smtp_url
 
 
 def scheduled_campaign(database: Database, folder: Path, addresses: Sequence[str]) -> int:
@@ -55,16 +56,24 @@ def publish_due_jobs(database: Database) -> list[int]:
 
 
 def delivery_context(
-    database: Database, server: RecordingSmtpServer, **overrides: object
+    database: Database, server: RecordingSmtpServer, redis_url: str, **overrides: object
 ) -> DeliveryContext:
-    settings = replace(Settings(secret_key="k", smtp_connections=3, lease_s=30), **overrides)
-    pool = SmtpPool(
-        parse_smtp_url(server.url),
-        size=settings.smtp_connections,
-        timeout_s=5,
-        data_timeout_s=settings.smtp_data_timeout_s,
+    """The context a worker process builds, its one relay ``server``, its limits kept in the
+    Redis at ``redis_url`` under a namespace of its own."""
+    settings = replace(
+        Settings(
+            secret_key="k",
+            smtp_url=server.url,
+            smtp_connections=3,
+            smtp_timeout_s=5,
+            lease_s=30,
+            queue_name=f"test-{uuid.uuid4().hex}",
+        ),
+        **overrides,
     )
-    return DeliveryContext(settings=settings, database=database, pool=pool, worker_id="test")
+    return DeliveryContext.from_settings(
+        settings, database=database, redis=Redis.from_url(redis_url), worker_id="test"
+    )
 
 
 def deliver(context: DeliveryContext, job_ids: Sequence[int]) -> None:
@@ -74,6 +83,7 @@ def deliver(context: DeliveryContext, job_ids: Sequence[int]) -> None:
         try:
             await deliver_batch(context, job_ids)
         finally:
-            await context.pool.close()
+            await context.relays.close()
+            await context.relays.redis.aclose()
 
     asyncio.run(run())

@@ -12,14 +12,10 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from campaigns.content.dkim_keys import signer_from_settings
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from workers.celery_app import broker_url_from_env
 from workers.delivery.batch import DeliveryContext
-from workers.delivery.send_rate_counters import SendRateCounters
-from workers.relays.config import load_relay_config
-from workers.relays.relay_set import RelaySet
 
 T = TypeVar("T")
 
@@ -67,14 +63,10 @@ def delivery_context() -> DeliveryContext:
             socket_timeout=REDIS_TIMEOUT_S,
             socket_connect_timeout=REDIS_TIMEOUT_S,
         )
-        relays = RelaySet.from_settings(load_relay_config(settings), redis, settings)
-        _context = DeliveryContext(
-            settings=settings,
+        _context = DeliveryContext.from_settings(
+            settings,
             database=Database(settings.resolved_database_url),
-            pool=relays.default_pool,
-            relays=relays,
+            redis=redis,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            signer=signer_from_settings(settings),
-            send_rate_counters=SendRateCounters(redis, settings.redis_namespace),
         )
     return _context

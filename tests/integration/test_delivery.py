@@ -60,7 +60,7 @@ def _jobs_by_email(database: Database) -> dict[str, Job]:
 
 
 def test_each_reply_class_ends_in_its_state_with_the_reply_recorded(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     def behaviour(address: str) -> tuple[int, str] | None:
         if address.startswith("gone"):
@@ -73,7 +73,7 @@ def test_each_reply_class_ends_in_its_state_with_the_reply_recorded(
     with RecordingSmtpServer(behaviour=behaviour) as server:
         _, job_ids = _campaign(database, tmp_path, addresses)
         before = utc_now()
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         received = sorted(rcpt for message in server.messages for rcpt in message.rcpt_tos)
 
     assert received == ["ok1@example.com", "ok2@example.com"]
@@ -92,32 +92,32 @@ def test_each_reply_class_ends_in_its_state_with_the_reply_recorded(
 
 
 def test_no_reply_to_the_final_dot_is_recorded_as_unknown_not_retried(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     with RecordingSmtpServer(data_behaviour=lambda _rcpts: DataEnd.HANG) as server:
         _, job_ids = _campaign(database, tmp_path, ["slow@example.com"])
-        deliver(delivery_context(database, server, smtp_data_timeout_s=1.0), job_ids)
+        deliver(delivery_context(database, server, redis_url, smtp_data_timeout_s=1.0), job_ids)
     job = _jobs_by_email(database)["slow@example.com"]
     assert job.state == JobState.UNKNOWN
     assert publish_due_jobs(database) == []
 
 
 def test_a_batch_delivered_twice_sends_each_message_once(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     addresses = [f"p{i}@example.com" for i in range(30)]
     with RecordingSmtpServer() as server:
         _, job_ids = _campaign(database, tmp_path, addresses)
-        context = delivery_context(database, server)
+        context = delivery_context(database, server, redis_url)
         deliver(context, job_ids)
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         received = Counter(rcpt for message in server.messages for rcpt in message.rcpt_tos)
     assert received == Counter(addresses)
     assert server.connections <= 3 * 2
 
 
 def test_pause_mid_batch_hands_back_the_rest_and_resume_sends_each_once(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     addresses = [f"p{i}@example.com" for i in range(60)]
     with RecordingSmtpServer(delay_s=0.05) as server:
@@ -125,7 +125,7 @@ def test_pause_mid_batch_hands_back_the_rest_and_resume_sends_each_once(
         pauser = threading.Timer(0.6, pause_campaign, args=(database, campaign_id))
         pauser.start()
         started = time.monotonic()
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         pauser.join()
         assert time.monotonic() - started < 2.5
         sent_before_resume = len(server.messages)
@@ -137,13 +137,13 @@ def test_pause_mid_batch_hands_back_the_rest_and_resume_sends_each_once(
         }
 
         resume_campaign(database, campaign_id)
-        deliver(delivery_context(database, server), publish_due_jobs(database))
+        deliver(delivery_context(database, server, redis_url), publish_due_jobs(database))
         received = Counter(rcpt for message in server.messages for rcpt in message.rcpt_tos)
     assert received == Counter(addresses)
 
 
 def test_a_recipient_whose_data_cannot_render_fails_alone(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     field = "first_name"
     with RecordingSmtpServer() as server:
@@ -154,7 +154,7 @@ def test_a_recipient_whose_data_cannot_render_fails_alone(
             recipient.fields = {
                 key: value for key, value in recipient.fields.items() if key != field
             }
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         assert [message.rcpt_tos for message in server.messages] == [["a@example.com"]]
     failed = _jobs_by_email(database)["b@example.com"]
     assert failed.state == JobState.FAILED

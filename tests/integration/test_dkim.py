@@ -6,7 +6,6 @@ tests/unit/test_dkim.py."""
 
 from __future__ import annotations
 
-import asyncio
 import stat
 from pathlib import Path
 
@@ -22,12 +21,9 @@ from campaigns.core.storage import Database
 from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
 from campaigns.lists.importer import import_recipients
 from tests.conftest import run_edm
-from tests.delivery_helpers import publish_due_jobs
+from tests.delivery_helpers import deliver, delivery_context, publish_due_jobs
 from tests.dkim_helpers import DOMAIN, SELECTOR, PublishedKey, keygen, plain_env
 from tests.smtp_server import RecordingSmtpServer
-from workers.delivery.batch import DeliveryContext, deliver_batch
-from workers.smtp.pool import SmtpPool
-from workers.smtp.url import parse_smtp_url
 
 
 @pytest.fixture(scope="module", params=["rsa", "ed25519"])
@@ -143,27 +139,19 @@ def _campaign_job_ids(database: Database, tmp_path: Path) -> list[int]:
 
 
 def test_a_delivered_message_arrives_signed_and_verifies(
-    published: PublishedKey, database: Database, tmp_path: Path
+    published: PublishedKey, database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     job_ids = _campaign_job_ids(database, tmp_path)
     with RecordingSmtpServer() as server:
-        settings = Settings(secret_key="k", smtp_connections=2)
-        pool = SmtpPool(parse_smtp_url(server.url), size=2, timeout_s=5, data_timeout_s=10)
-        context = DeliveryContext(
-            settings=settings,
-            database=database,
-            pool=pool,
-            worker_id="test",
-            signer=published.signer(),
+        context = delivery_context(
+            database,
+            server,
+            redis_url,
+            dkim_domain=DOMAIN,
+            dkim_selector=SELECTOR,
+            dkim_key_file=str(published.key_file),
         )
-
-        async def run() -> None:
-            try:
-                await deliver_batch(context, job_ids)
-            finally:
-                await pool.close()
-
-        asyncio.run(run())
+        deliver(context, job_ids)
         messages = list(server.messages)
     assert sorted(rcpt for message in messages for rcpt in message.rcpt_tos) == [
         "ana@example.org",

@@ -63,14 +63,14 @@ def _suppressions(database: Database) -> dict[str, Suppression]:
 
 
 def test_refusals_end_bounced_or_failed_and_only_hard_bounces_are_suppressed(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     addresses = [f"{name}@example.com" for name in (*REFUSALS, "ok")]
     with database.session() as session:
         session.add(Suppression(email_key="unsub@example.com", reason="unsubscribed"))
     with RecordingSmtpServer(behaviour=_refuse_by_local_part) as server:
         job_ids = _campaign(database, tmp_path, addresses)
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         assert [message.rcpt_tos for message in server.messages] == [["ok@example.com"]]
 
     jobs = _jobs_by_local_part(database)
@@ -96,11 +96,11 @@ def test_refusals_end_bounced_or_failed_and_only_hard_bounces_are_suppressed(
     ("policy", "state"), [("hold", JobState.UNKNOWN), ("retry", JobState.DEFERRED)]
 )
 def test_a_lost_reply_to_the_final_dot_is_held_or_deferred_by_the_unknown_policy(
-    database: Database, tmp_path: Path, policy: str, state: JobState
+    database: Database, redis_url: str, tmp_path: Path, policy: str, state: JobState
 ) -> None:
     with RecordingSmtpServer(data_behaviour=lambda _rcpts: DataEnd.DROP) as server:
         job_ids = _campaign(database, tmp_path, ["dropped@example.com"])
-        deliver(delivery_context(database, server, unknown_policy=policy), job_ids)
+        deliver(delivery_context(database, server, redis_url, unknown_policy=policy), job_ids)
         assert len(server.messages) == 1
     job = _jobs_by_local_part(database)["dropped"]
     assert job.state == state

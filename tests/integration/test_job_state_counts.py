@@ -55,7 +55,7 @@ def _refusing(address: str) -> tuple[int, str] | None:
 
 
 def test_counts_follow_scheduling_delivery_suppression_retry_and_cancel(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     kinds = {"ok": 4, "gone": 2, "later": 2, "plain": 2, "blocked": 1}
     addresses = [f"{kind}{i}@example.com" for kind, n in kinds.items() for i in range(n)]
@@ -65,7 +65,7 @@ def test_counts_follow_scheduling_delivery_suppression_retry_and_cancel(
     # Suppressed after scheduling: the claim finds it and marks it instead of sending.
     add_suppressions(database, ["blocked0@example.com"], reason=SuppressionReason.MANUAL)
     with RecordingSmtpServer(behaviour=_refusing) as server:
-        deliver(delivery_context(database, server), publish_due_jobs(database))
+        deliver(delivery_context(database, server, redis_url), publish_due_jobs(database))
     assert assert_counts_kept(database, campaign_id) == {
         JobState.SENT: 4,
         JobState.BOUNCED: 2,

@@ -96,9 +96,8 @@ def _deliver(
         context = DeliveryContext(
             settings=settings,
             database=database,
-            pool=relays.default_pool,
-            worker_id="test",
             relays=relays,
+            worker_id="test",
         )
         return await deliver_batch(context, job_ids, send_window_s=send_window_s)
 

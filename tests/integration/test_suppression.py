@@ -160,7 +160,7 @@ def test_a_suppressed_address_is_not_imported_into_a_list(
 
 
 def test_an_address_suppressed_after_scheduling_is_not_sent(
-    edm_env: dict[str, str], database: Database, tmp_path: Path
+    edm_env: dict[str, str], database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "people.csv"
     path.write_text("email,first_name\nana@example.com,Ana\nbo@example.com,Bo\n")
@@ -183,7 +183,7 @@ def test_an_address_suppressed_after_scheduling_is_not_sent(
     _edm(edm_env, "suppression", "add", "BO@example.com", "--reason", "unsubscribe")
 
     with RecordingSmtpServer() as server:
-        deliver(delivery_context(database, server), job_ids)
+        deliver(delivery_context(database, server, redis_url), job_ids)
         received = [rcpt for message in server.messages for rcpt in message.rcpt_tos]
     assert received == ["ana@example.com"]
     with database.session() as session:

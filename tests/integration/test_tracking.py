@@ -105,10 +105,12 @@ def _campaign(
     return campaign.id
 
 
-def _send(database: Database, server: RecordingSmtpServer) -> dict[str, Delivered]:
+def _send(database: Database, redis_url: str, server: RecordingSmtpServer) -> dict[str, Delivered]:
     """Deliver every due job; the messages that arrived, by lower-cased recipient."""
     before = len(server.messages)
-    deliver(delivery_context(database, server, base_url=BASE_URL), publish_due_jobs(database))
+    deliver(
+        delivery_context(database, server, redis_url, base_url=BASE_URL), publish_due_jobs(database)
+    )
     return {
         message.rcpt_tos[0].lower(): parse_delivered(message.data)
         for message in server.messages[before:]
@@ -116,11 +118,16 @@ def _send(database: Database, server: RecordingSmtpServer) -> dict[str, Delivere
 
 
 def _deliver_campaign(
-    database: Database, tmp_path: Path, rows: Sequence[tuple[str, str]], *, tracking: bool = True
+    database: Database,
+    redis_url: str,
+    tmp_path: Path,
+    rows: Sequence[tuple[str, str]],
+    *,
+    tracking: bool = True,
 ) -> tuple[int, dict[str, Delivered]]:
     campaign_id = _campaign(database, tmp_path, rows, tracking=tracking)
     with RecordingSmtpServer() as server:
-        return campaign_id, _send(database, server)
+        return campaign_id, _send(database, redis_url, server)
 
 
 @pytest.fixture
@@ -172,10 +179,10 @@ def _event_count(database: Database) -> int:
 
 
 def test_a_tracked_message_has_a_pixel_and_opaque_click_links_but_never_the_address(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     address = "ana.lopez@example.com"
-    _, messages = _deliver_campaign(database, tmp_path, [(address, "ANA7")])
+    _, messages = _deliver_campaign(database, redis_url, tmp_path, [(address, "ANA7")])
     message = messages[address]
 
     assert message.pixel.startswith(f"{BASE_URL}/o/") and message.pixel.endswith(".gif")
@@ -193,9 +200,9 @@ def test_a_tracked_message_has_a_pixel_and_opaque_click_links_but_never_the_addr
 
 
 def test_mailto_tel_anchor_and_unsubscribe_links_are_left_as_written(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
-    _, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    _, messages = _deliver_campaign(database, redis_url, tmp_path, [("a@example.com", "A1")])
     links = messages["a@example.com"].links
 
     assert links["Mail us"] == "mailto:help@shop.example"
@@ -205,10 +212,10 @@ def test_mailto_tel_anchor_and_unsubscribe_links_are_left_as_written(
 
 
 def test_with_tracking_off_there_is_no_pixel_and_no_rewritten_link(
-    database: Database, tmp_path: Path
+    database: Database, redis_url: str, tmp_path: Path
 ) -> None:
     campaign_id, messages = _deliver_campaign(
-        database, tmp_path, [("a@example.com", "A1")], tracking=False
+        database, redis_url, tmp_path, [("a@example.com", "A1")], tracking=False
     )
     message = messages["a@example.com"]
 
@@ -226,9 +233,11 @@ def test_with_tracking_off_there_is_no_pixel_and_no_rewritten_link(
 
 
 def test_the_pixel_returns_a_gif_and_records_a_readers_open(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    campaign_id, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    campaign_id, messages = _deliver_campaign(
+        database, redis_url, tmp_path, [("a@example.com", "A1")]
+    )
     _sent_long_ago(database)
     pixel = _path(messages["a@example.com"].pixel)
 
@@ -247,9 +256,11 @@ def test_the_pixel_returns_a_gif_and_records_a_readers_open(
 
 
 def test_machine_opens_are_counted_apart_and_never_as_a_readers(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    campaign_id, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    campaign_id, messages = _deliver_campaign(
+        database, redis_url, tmp_path, [("a@example.com", "A1")]
+    )
     pixel = _path(messages["a@example.com"].pixel)
 
     # A scanner at the receiving gateway fetches images the moment the message lands.
@@ -282,9 +293,11 @@ def test_machine_opens_are_counted_apart_and_never_as_a_readers(
 
 
 def test_a_click_is_recorded_and_redirected_to_the_link_in_the_campaign(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    campaign_id, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    campaign_id, messages = _deliver_campaign(
+        database, redis_url, tmp_path, [("a@example.com", "A1")]
+    )
     link = _path(messages["a@example.com"].links["Spring sale"])
 
     response = client.get(link, follow_redirects=False)
@@ -300,10 +313,10 @@ def test_a_click_is_recorded_and_redirected_to_the_link_in_the_campaign(
 
 
 def test_a_link_with_merge_fields_leads_each_recipient_to_their_own_url(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
     rows = [("a@example.com", "AAA1"), ("b@example.com", "BBB2")]
-    _, messages = _deliver_campaign(database, tmp_path, rows)
+    _, messages = _deliver_campaign(database, redis_url, tmp_path, rows)
 
     for address, ref in rows:
         link = _path(messages[address].links["Your referral link"])
@@ -312,9 +325,11 @@ def test_a_link_with_merge_fields_leads_each_recipient_to_their_own_url(
 
 
 def test_a_signed_click_never_redirects_outside_its_campaigns_links(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    campaign_id, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    campaign_id, messages = _deliver_campaign(
+        database, redis_url, tmp_path, [("a@example.com", "A1")]
+    )
     job_id = _job(database, "a@example.com").id
     secret = SECRET_KEY.encode()
     elsewhere = "https://evil.example/login"
@@ -345,9 +360,9 @@ def test_a_signed_click_never_redirects_outside_its_campaigns_links(
 
 
 def test_unsubscribe_get_shows_a_confirmation_form_and_changes_nothing(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    _, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    _, messages = _deliver_campaign(database, redis_url, tmp_path, [("a@example.com", "A1")])
 
     page = client.get(_path(messages["a@example.com"].links["Unsubscribe"]))
 
@@ -361,9 +376,11 @@ def test_unsubscribe_get_shows_a_confirmation_form_and_changes_nothing(
 
 
 def test_one_click_unsubscribe_suppresses_at_once_and_counts_once(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
-    campaign_id, messages = _deliver_campaign(database, tmp_path, [("A@Example.com", "A1")])
+    campaign_id, messages = _deliver_campaign(
+        database, redis_url, tmp_path, [("A@Example.com", "A1")]
+    )
     url = _path(messages["a@example.com"].list_unsubscribe)
 
     one_click = client.post(url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
@@ -385,18 +402,18 @@ def test_one_click_unsubscribe_suppresses_at_once_and_counts_once(
 
 
 def test_an_unsubscribe_is_honoured_by_a_campaign_already_sending(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
     rows = [("a@example.com", "A1"), ("b@example.com", "B2")]
     first_campaign = _campaign(database, tmp_path, rows)
     with RecordingSmtpServer() as server:
-        messages = _send(database, server)
+        messages = _send(database, redis_url, server)
         second_campaign = _campaign(database, tmp_path, rows)
         due = publish_due_jobs(database)
         assert len(due) == 2
 
         client.post(_path(messages["a@example.com"].list_unsubscribe), data={"x": "y"})
-        deliver(delivery_context(database, server, base_url=BASE_URL), due)
+        deliver(delivery_context(database, server, redis_url, base_url=BASE_URL), due)
         second = [m.rcpt_tos for m in server.messages[2:]]
 
     assert second == [["b@example.com"]]
@@ -424,9 +441,13 @@ def _tampered(url: str) -> str:
 
 
 def test_forged_tampered_and_malformed_tokens_get_a_plain_404_and_record_nothing(
-    database: Database, tmp_path: Path, client: TestClient, caplog: pytest.LogCaptureFixture
+    database: Database,
+    redis_url: str,
+    tmp_path: Path,
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    _, messages = _deliver_campaign(database, tmp_path, [("a@example.com", "A1")])
+    _, messages = _deliver_campaign(database, redis_url, tmp_path, [("a@example.com", "A1")])
     message = messages["a@example.com"]
     job_id = _job(database, "a@example.com").id
     other_key = b"not the key"
@@ -466,10 +487,10 @@ def test_forged_tampered_and_malformed_tokens_get_a_plain_404_and_record_nothing
 
 
 def test_counters_agree_with_the_events(
-    database: Database, tmp_path: Path, client: TestClient
+    database: Database, redis_url: str, tmp_path: Path, client: TestClient
 ) -> None:
     rows = [(f"p{i}@example.com", f"R{i}") for i in range(4)]
-    campaign_id, messages = _deliver_campaign(database, tmp_path, rows)
+    campaign_id, messages = _deliver_campaign(database, redis_url, tmp_path, rows)
     _sent_just_now(database)
     client.get(_path(messages["p0@example.com"].pixel))  # seconds after delivery: a machine
     _sent_long_ago(database)
@@ -548,13 +569,16 @@ def test_campaigns_create_no_tracking_makes_an_untracked_campaign(
 
 
 def test_edm_track_serves_the_links_of_a_delivered_message(
-    database: Database, database_url: str, tmp_path: Path
+    database: Database, redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     campaign_id = _campaign(database, tmp_path, [("a@example.com", "A1")])
     with RecordingSmtpServer() as server:
-        deliver(delivery_context(database, server, base_url=base_url), publish_due_jobs(database))
+        deliver(
+            delivery_context(database, server, redis_url, base_url=base_url),
+            publish_due_jobs(database),
+        )
         message = parse_delivered(server.messages[0].data)
     _sent_long_ago(database)
     env = _edm_env(database_url, tmp_path)

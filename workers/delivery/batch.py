@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import select
 
 from campaigns.bounces.verp import message_id_tagger, return_path_for
 from campaigns.content.dkim import DkimSigner
+from campaigns.content.dkim_keys import signer_from_settings
 from campaigns.content.message import MessageSkeleton
 from campaigns.content.templating import CompiledTemplate
 from campaigns.core.errors import EdmError
@@ -49,8 +51,9 @@ from campaigns.transactional.content import delivery_pipeline
 from campaigns.transactional.raw_mime import RawMimePipeline
 from workers.delivery.job_writer import JobWriter, TransmitNotRecorded
 from workers.delivery.send_rate_counters import SendRateCounters
+from workers.relays.config import load_relay_config
 from workers.relays.relay_set import RelaySet, recipient_domain
-from workers.smtp.pool import BeforePayload, SendOutcome, SendOutcomeKind, SmtpPool
+from workers.smtp.pool import BeforePayload, SendOutcome, SendOutcomeKind
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +125,29 @@ class PreparedCampaign:
 class DeliveryContext:
     settings: Settings
     database: Database
-    pool: SmtpPool
+    relays: RelaySet
+    """The relays and their global limits: every message goes through them."""
     worker_id: str
     campaigns: dict[int, PreparedCampaign] = field(default_factory=dict)
     signer: DkimSigner | None = None
     """Signs every message when DKIM is configured; built once per process."""
-    relays: RelaySet | None = None
-    """The relays and their global limits; None sends through ``pool`` with no limits."""
     send_rate_counters: SendRateCounters | None = None
     """Counts what the relays took, per relay and domain, for the dashboard; None: not counted."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, database: Database, redis: Redis, worker_id: str
+    ) -> DeliveryContext:
+        """What a worker process sends with: the relays, limits, counters and DKIM signer that
+        ``settings`` describe, sharing ``redis`` (ConfigError, one line, for a bad config)."""
+        return cls(
+            settings=settings,
+            database=database,
+            relays=RelaySet.from_settings(load_relay_config(settings), redis, settings),
+            worker_id=worker_id,
+            signer=signer_from_settings(settings),
+            send_rate_counters=SendRateCounters(redis, settings.redis_namespace),
+        )
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -316,24 +333,18 @@ async def _deliver_one(
     bounce_domain = campaign.bounce_domain or pipeline.skeleton.sender_domain
     sender = return_path_for(context.settings.secret, job.job_id, bounce_domain)
     try:
-        if context.relays is None:
-            result = await context.pool.send(
-                sender=sender, recipient=job.email, message=message, before_payload=before_payload
-            )
-        else:
-            sent = await context.relays.send(
-                relay_names=campaign.relay_names,
-                sender=sender,
-                recipient=job.email,
-                message=message,
-                should_stop=should_stop,
-                before_payload=before_payload,
-            )
-            if sent is None:
-                return None
-            result = sent
+        result = await context.relays.send(
+            relay_names=campaign.relay_names,
+            sender=sender,
+            recipient=job.email,
+            message=message,
+            should_stop=should_stop,
+            before_payload=before_payload,
+        )
     except TransmitNotRecorded as error:
         log.warning("job %d not sent: %s", job.job_id, error)
+        return None
+    if result is None:
         return None
     return _outcome(context, job, result, attempts=attempts, first_attempt_at=first_attempt_at)
 

@@ -102,7 +102,7 @@ class RelaySet:
         self.pools = dict(pools)
         self.limiter = limiter or RedisRateLimiter(redis)
         self.slowdown = AdaptiveSlowdown(redis, config.adaptive)
-        self._redis = redis
+        self.redis = redis
         self._random = random_source or random.Random()
         self._closed_until: dict[str, float] = {}
         self._limits_unreachable_until = 0.0
@@ -127,10 +127,6 @@ class RelaySet:
             for relay in config.relays
         }
         return cls(config, redis=redis, pools=pools)
-
-    @property
-    def default_pool(self) -> SmtpPool:
-        return self.pools[self.config.relays[0].name]
 
     async def send(
         self,
@@ -299,7 +295,7 @@ class RelaySet:
         self._closed_until[relay.name] = asyncio.get_running_loop().time() + cooloff_s
         log.warning("relay %s left out for %.0f s: %s", relay.name, cooloff_s, failure.message)
         try:
-            await self._redis.set(
+            await self.redis.set(
                 self.keys.relay_down(relay.name), failure.message, px=round(cooloff_s * 1000)
             )
         except Exception:
