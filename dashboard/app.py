@@ -154,7 +154,7 @@ def create_app(
     )
 
     def limit_for(path: str) -> BodyLimit:
-        if path == "/api/tx":
+        if path == api_transactional.router.prefix:
             return transactional_limit
         return public_body_limit(path, settings) or upload_limit
 

@@ -225,6 +225,17 @@ def test_bad_requests_name_the_field_and_record_nothing(
     assert _messages_recorded(database) == 0
 
 
+def test_a_body_past_the_attachment_bound_is_413_before_it_is_parsed(
+    api: Dashboard, database: Database
+) -> None:
+    # The bound is the attachments' (1,000 bytes here) in base64 plus 4 MiB for the rest.
+    body = {"to": {"email": "ann@example.net"}, "subject": "Hi", "html": "x" * (5 * 1024 * 1024)}
+    answer = api.post("/api/tx", json=body)
+    assert answer.status_code == 413, answer.text
+    assert "EDM_TX_MAX_ATTACHMENT_BYTES" in answer.json()["detail"]
+    assert _messages_recorded(database) == 0
+
+
 def test_the_api_needs_a_token_and_an_unknown_message_is_404(api: Dashboard) -> None:
     body = {"to": {"email": "ann@example.net"}, "subject": "Hi", "html": "x"}
     assert api.client.post("/api/tx", json=body).status_code == 401
