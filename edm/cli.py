@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dkim_commands(commands)
     _add_bounce_commands(commands)
     _add_submission_commands(commands)
+    _add_webhook_commands(commands)
 
     worker = commands.add_parser("worker", help="run a delivery worker (and the dispatcher)")
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
@@ -387,6 +388,36 @@ def _add_user_commands(commands: Any) -> None:
     credential_revoke = credentials.add_parser("revoke", help="stop a login from working")
     credential_revoke.add_argument("id", type=int, metavar="ID")
     credential_revoke.set_defaults(handler="smtp_credentials:revoke")
+
+
+def _add_webhook_commands(commands: Any) -> None:
+    webhooks = commands.add_parser(
+        "webhooks", help="endpoints that delivery events are POSTed to"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    adding = webhooks.add_parser("add", help="subscribe a URL; prints its secret once")
+    adding.add_argument("url", metavar="URL")
+    adding.add_argument(
+        "--events",
+        required=True,
+        metavar="E1,E2",
+        help="some of sent,deferred,bounced,complained,opened,clicked,unsubscribed",
+    )
+    scope = adding.add_mutually_exclusive_group()
+    scope.add_argument("--campaign", type=int, metavar="ID", help="only this campaign's events")
+    scope.add_argument("--category", metavar="C", help="only this transactional category's")
+    adding.add_argument("--json", action="store_true")
+    adding.set_defaults(handler="webhooks:add")
+    listing = webhooks.add_parser("list", help="endpoints, their state and waiting events")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler="webhooks:list_command")
+    for action, help_text in (
+        ("remove", "delete an endpoint and its undelivered events"),
+        ("test", "POST a signed test event now; prints the status and response time"),
+        ("resume", "deliver a paused endpoint's events again"),
+    ):
+        sub = webhooks.add_parser(action, help=help_text)
+        sub.add_argument("id", type=int, metavar="ID")
+        sub.set_defaults(handler=f"webhooks:{action}")
 
 
 def _run(handler: str, args: argparse.Namespace, settings: Settings) -> None:

@@ -42,7 +42,12 @@ def run_worker(settings: Settings, *, concurrency: int, dispatcher: bool) -> Non
             f"{signing}, {concurrency} processes, {settings.tx_processes} transactional",
             flush=True,
         )
-        with _dispatcher_process(enabled=dispatcher), transactional_lane(settings):
+        with (
+            _dispatcher_process(enabled=dispatcher),
+            # Every worker delivers webhook events: endpoints are leased one deliverer at a time.
+            python_module_running("workers.webhook_delivery", stop_timeout_s=10),
+            transactional_lane(settings),
+        ):
             # The app was made when this module was imported, maybe before the URL was known.
             app.conf["broker_url"] = redis_url
             app.worker_main(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from campaigns.core.event_outbox import OutgoingEvent, queue_outgoing_events
 from campaigns.core.models import CampaignCounter, EventKind, Job, JobEvent, utc_now
 from campaigns.core.storage import Database, conflict_insert, rows_matched
 
@@ -43,6 +44,7 @@ def record_event(
     ``extra_counters`` are bumped too (e.g. ``bounces_hard`` beside ``bounces``). With
     ``counts_as_first`` false the event can never be the recipient's first: the unique counter
     and ``first_opened_at`` are left alone (a machine-made open says nothing about a person).
+    Subscribed webhook endpoints get the event through the outbox, in this same transaction.
     """
     occurred_at = occurred_at or utc_now()
     session.add(
@@ -53,6 +55,10 @@ def record_event(
             occurred_at=occurred_at,
             detail=dict(detail or {}),
         )
+    )
+    queue_outgoing_events(
+        session.connection(),
+        [OutgoingEvent(kind.value, job_id, campaign_id, occurred_at, dict(detail or {}))],
     )
     total, unique = COUNTER_OF[kind]
     first = counts_as_first

@@ -414,3 +414,66 @@ class TransactionalMessage(Base):
     """The whole message as an application submitted it by SMTP, kept byte for byte; the
     template columns are empty then. None for a message made from a template or inline parts."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WebhookEndpoint(Base):
+    """A URL that delivery events are POSTed to (``edm webhooks add``), signed with its secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    """Kept as is: signing needs it. Shown to a person once, when the endpoint is made."""
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    """Only this campaign's (or stream's) events; None with no ``category``: every event."""
+    category: Mapped[str | None] = mapped_column(String(32))
+    """Only this transactional category's events."""
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    """``active`` or ``paused`` (failed every attempt for ``outgoing_webhook_pause_after_s``)."""
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the next POST may go, after a failure; None: at once."""
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """One deliverer at a time per endpoint, which keeps its events in order."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class WebhookOutboxEvent(Base):
+    """An event still to be delivered to one endpoint, written in the transaction that records
+    the event, so a process that dies afterwards loses nothing. Deleted once delivered."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_endpoint_id", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    """Also the delivery order: an endpoint gets its events in the order they were written."""
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(36))
+    """The ``id`` the receiver sees: the same on every retry, and for every endpoint."""
+    kind: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    campaign_id: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookAttempt(Base):
+    """One POST to an endpoint, for its delivery log (the newest ``ATTEMPTS_KEPT`` are kept)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_endpoint_id", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    attempted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    events: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    """The receiver's HTTP status; None when no answer came (``error`` says why)."""
+    response_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))

@@ -138,6 +138,20 @@ class Settings:
     """The largest message ``edm submit serve`` accepts (SIZE, and counted while reading)."""
     submit_max_recipients: int = 20
     """Per SMTP transaction: each recipient is a message of its own, stored with its copy."""
+    outgoing_webhook_allow_private: bool = False
+    """Let webhook endpoints be on loopback or private addresses (a receiver on the same host or
+    network); off, events go only to public addresses (``campaigns.webhooks.destinations``)."""
+    outgoing_webhook_timeout_s: float = 10.0
+    """Connecting to and hearing from a webhook receiver, each."""
+    outgoing_webhook_batch_size: int = 100
+    """Events in one POST at most, when that many are waiting for an endpoint."""
+    outgoing_webhook_retry_first_s: float = 5.0
+    """The wait after an endpoint's first failure; it doubles with each further one."""
+    outgoing_webhook_retry_max_s: float = 3600.0
+    outgoing_webhook_pause_after_s: float = 86400.0
+    """An endpoint whose every attempt failed for this long is paused (its events are kept)."""
+    outgoing_webhook_interval_s: float = 0.5
+    """How often an idle deliverer looks for events."""
     queue_name: str = "edm-delivery"
     """Celery queue; also the installation's ``redis_namespace``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -183,8 +197,22 @@ class Settings:
             )
         if bool(self.submit_tls_cert) != bool(self.submit_tls_key):
             raise ConfigError("EDM_SUBMIT_TLS_CERT and EDM_SUBMIT_TLS_KEY: set both or neither")
+        self._check_outgoing_webhooks()
         if self.max_upload_bytes < 1:
             raise ConfigError(f"EDM_MAX_UPLOAD_BYTES: at least 1, got {self.max_upload_bytes!r}")
+
+    def _check_outgoing_webhooks(self) -> None:
+        if self.outgoing_webhook_batch_size < 1 or self.outgoing_webhook_timeout_s <= 0:
+            raise ConfigError(
+                "EDM_OUTGOING_WEBHOOK_BATCH_SIZE and EDM_OUTGOING_WEBHOOK_TIMEOUT_S: more than 0, "
+                f"got {self.outgoing_webhook_batch_size!r} and {self.outgoing_webhook_timeout_s!r}"
+            )
+        if not 0 < self.outgoing_webhook_retry_first_s <= self.outgoing_webhook_retry_max_s:
+            raise ConfigError(
+                "EDM_OUTGOING_WEBHOOK_RETRY_FIRST_S: more than 0 and at most "
+                f"EDM_OUTGOING_WEBHOOK_RETRY_MAX_S ({self.outgoing_webhook_retry_max_s!r}), got "
+                f"{self.outgoing_webhook_retry_first_s!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -16,6 +16,12 @@ from sqlalchemy.orm import Session
 
 from campaigns.bounces.policy import BOUNCE_COUNTER
 from campaigns.core.batching import chunked
+from campaigns.core.event_outbox import (
+    OutgoingEvent,
+    queue_outgoing_events,
+    subscriptions,
+    wanted_kinds,
+)
 from campaigns.core.events import record_event
 from campaigns.core.job_predicates import job_is_ready_to_send, job_state_is
 from campaigns.core.models import (
@@ -184,9 +190,57 @@ def _record_outcomes(connection: Connection, outcomes: Sequence[JobOutcome]) -> 
         for outcome in outcomes
     ]
     connection.execute(_RECORD_OUTCOME, rows)
+    _queue_relay_events(connection, outcomes, now)
     # Same transaction: a hard bounce is never recorded without its suppression, or the
     # address could be mailed again by a campaign that claims it meanwhile.
     _record_refusals(connection, outcomes)
+
+
+_RELAY_EVENT_OF = {JobState.SENT: "sent", JobState.DEFERRED: "deferred"}
+"""Outcomes reported as they are; a bounce is reported by its event (``_record_refusals``)."""
+
+
+def _queue_relay_events(
+    connection: Connection, outcomes: Sequence[JobOutcome], now: datetime
+) -> None:
+    """Webhook events for sent and deferred outcomes, when an endpoint wants them (the common
+    case of none costs one small read)."""
+    subscribed = subscriptions(connection)
+    wanted = wanted_kinds(subscribed)
+    reported = [
+        (kind, outcome)
+        for outcome in outcomes
+        if (kind := _RELAY_EVENT_OF.get(JobState(outcome.state))) in wanted
+    ]
+    if not reported:
+        return
+    campaign_of = dict(
+        connection.execute(
+            select(Job.id, Job.campaign_id).where(
+                Job.id.in_([outcome.job_id for _, outcome in reported])
+            )
+        ).all()
+    )
+    events = [
+        OutgoingEvent(
+            kind,
+            outcome.job_id,
+            campaign_of[outcome.job_id],
+            outcome.sent_at or now,
+            {
+                "code": outcome.code,
+                "status": outcome.status,
+                "reply": outcome.reply[:1000],
+                "attempts": outcome.attempts,
+                "next_attempt_at": (
+                    outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None
+                ),
+            },
+        )
+        for kind, outcome in reported
+        if outcome.job_id in campaign_of
+    ]
+    queue_outgoing_events(connection, events, subscribed)
 
 
 def _record_refusals(connection: Connection, outcomes: Sequence[JobOutcome]) -> None:

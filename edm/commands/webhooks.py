@@ -1,0 +1,105 @@
+"""``edm webhooks``: endpoints that delivery events are POSTed to."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from campaigns.core.errors import ServiceUnavailable
+from campaigns.core.models import utc_now
+from campaigns.core.settings import Settings
+from campaigns.webhooks.endpoints import (
+    EndpointListing,
+    add_endpoint,
+    endpoint_secret,
+    list_endpoints,
+    remove_endpoint,
+    resume_endpoint,
+)
+from edm.command_helpers import database, print_json
+from workers.webhook_delivery import make_client, post_signed
+
+
+def add(args: argparse.Namespace, settings: Settings) -> None:
+    endpoint, secret = add_endpoint(
+        database(settings),
+        args.url,
+        events=args.events.split(","),
+        campaign_id=args.campaign,
+        category=args.category,
+        allow_private=settings.outgoing_webhook_allow_private,
+    )
+    if args.json:
+        print_json({**asdict(endpoint), "secret": secret})
+        return
+    print(f"webhook endpoint {endpoint.id}: {endpoint.url} ({','.join(endpoint.events)})")
+    print(f"secret (shown this once; it signs every request): {secret}")
+
+
+def list_command(args: argparse.Namespace, settings: Settings) -> None:
+    endpoints = list_endpoints(database(settings))
+    if args.json:
+        print_json({"webhooks": [asdict(endpoint) for endpoint in endpoints]})
+        return
+    for endpoint in endpoints:
+        print(_describe(endpoint))
+
+
+def _describe(endpoint: EndpointListing) -> str:
+    scope = "all"
+    if endpoint.campaign_id is not None:
+        scope = f"campaign {endpoint.campaign_id}"
+    elif endpoint.category is not None:
+        scope = f"category {endpoint.category}"
+    state = endpoint.state
+    if endpoint.consecutive_failures:
+        state += f", {endpoint.consecutive_failures} failures in a row"
+    return (
+        f"{endpoint.id}\t{endpoint.url}\t{','.join(endpoint.events)}\t{scope}\t{state}"
+        f"\t{endpoint.pending_events} waiting"
+    )
+
+
+def remove(args: argparse.Namespace, settings: Settings) -> None:
+    remove_endpoint(database(settings), args.id)
+    print(f"webhook endpoint {args.id} removed")
+
+
+def resume(args: argparse.Namespace, settings: Settings) -> None:
+    endpoint = resume_endpoint(database(settings), args.id)
+    print(f"webhook endpoint {endpoint.id} resumed; {endpoint.pending_events} events waiting")
+
+
+def test(args: argparse.Namespace, settings: Settings) -> None:
+    url, secret = endpoint_secret(database(settings), args.id)
+    now = utc_now()
+    event: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "type": "test",
+        "timestamp": now.isoformat(),
+        "message_id": None,
+        "job_id": None,
+        "campaign_id": None,
+        "category": None,
+        "recipient": None,
+        "details": {},
+    }
+    with make_client(settings) as client:
+        result = post_signed(
+            client,
+            url,
+            secret,
+            {"events": [event]},
+            timestamp=int(now.timestamp()),
+            allow_private=settings.outgoing_webhook_allow_private,
+            timeout_s=settings.outgoing_webhook_timeout_s,
+        )
+    if result.status_code is None:
+        raise ServiceUnavailable(f"webhook endpoint {args.id}: {url}: {result.error}")
+    print(f"webhook endpoint {args.id}: HTTP {result.status_code} in {result.response_ms} ms")
+    if not result.delivered:
+        raise ServiceUnavailable(
+            f"webhook endpoint {args.id}: {url} answered HTTP {result.status_code}"
+        )
