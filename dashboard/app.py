@@ -23,12 +23,14 @@ from dashboard import (
     api_templates,
     api_transactional,
     api_users,
+    api_webhooks,
     api_workers,
     auth_pages,
     metrics,
     pages_campaigns,
     pages_lists,
     pages_templates,
+    pages_webhooks,
     pages_workers,
 )
 from dashboard.accounts import PASSWORD_HASHER
@@ -127,11 +129,13 @@ def create_app(
     app.include_router(api_transactional.router)
     app.include_router(api_workers.router)
     app.include_router(api_users.router)
+    app.include_router(api_webhooks.router)
     app.include_router(metrics.router)
     app.include_router(pages_campaigns.router)
     app.include_router(pages_lists.router)
     app.include_router(pages_templates.router)
     app.include_router(pages_workers.router)
+    app.include_router(pages_webhooks.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=[RequireViewer])

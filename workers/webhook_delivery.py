@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.webhooks.backoff import RetrySchedule
 from campaigns.webhooks.destinations import check_destination
+from campaigns.webhooks.endpoints import endpoint_secret
 from campaigns.webhooks.outbox import (
     Attempt,
     lease_due_endpoint,
@@ -111,6 +113,34 @@ def _bounded_read(response: httpx.Response, deadline: float) -> bytes:
         if len(excerpt) >= RESPONSE_BYTES_READ or time.monotonic() > deadline:
             break
     return excerpt[:RESPONSE_BYTES_READ]
+
+
+def send_test_event(database: Database, settings: Settings, endpoint_id: int) -> PostResult:
+    """POST one signed event of type ``test`` to the endpoint now, outside the outbox (what
+    ``edm webhooks test`` and the dashboard's button do)."""
+    url, secret = endpoint_secret(database, endpoint_id)
+    now = utc_now()
+    event: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "type": "test",
+        "timestamp": now.isoformat(),
+        "message_id": None,
+        "job_id": None,
+        "campaign_id": None,
+        "category": None,
+        "recipient": None,
+        "details": {},
+    }
+    with make_client(settings) as client:
+        return post_signed(
+            client,
+            url,
+            secret,
+            {"events": [event]},
+            timestamp=int(now.timestamp()),
+            allow_private=settings.outgoing_webhook_allow_private,
+            timeout_s=settings.outgoing_webhook_timeout_s,
+        )
 
 
 def retry_schedule(settings: Settings) -> RetrySchedule:

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import uuid
 from dataclasses import asdict
-from typing import Any
 
 from campaigns.core.errors import ServiceUnavailable
-from campaigns.core.models import utc_now
 from campaigns.core.settings import Settings
 from campaigns.webhooks.endpoints import (
     EndpointListing,
     add_endpoint,
-    endpoint_secret,
     list_endpoints,
     remove_endpoint,
     resume_endpoint,
 )
 from edm.command_helpers import database, print_json
-from workers.webhook_delivery import make_client, post_signed
+from workers.webhook_delivery import send_test_event
 
 
 def add(args: argparse.Namespace, settings: Settings) -> None:
@@ -73,33 +69,9 @@ def resume(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def test(args: argparse.Namespace, settings: Settings) -> None:
-    url, secret = endpoint_secret(database(settings), args.id)
-    now = utc_now()
-    event: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "type": "test",
-        "timestamp": now.isoformat(),
-        "message_id": None,
-        "job_id": None,
-        "campaign_id": None,
-        "category": None,
-        "recipient": None,
-        "details": {},
-    }
-    with make_client(settings) as client:
-        result = post_signed(
-            client,
-            url,
-            secret,
-            {"events": [event]},
-            timestamp=int(now.timestamp()),
-            allow_private=settings.outgoing_webhook_allow_private,
-            timeout_s=settings.outgoing_webhook_timeout_s,
-        )
+    result = send_test_event(database(settings), settings, args.id)
     if result.status_code is None:
-        raise ServiceUnavailable(f"webhook endpoint {args.id}: {url}: {result.error}")
+        raise ServiceUnavailable(f"webhook endpoint {args.id}: {result.error}")
     print(f"webhook endpoint {args.id}: HTTP {result.status_code} in {result.response_ms} ms")
     if not result.delivered:
-        raise ServiceUnavailable(
-            f"webhook endpoint {args.id}: {url} answered HTTP {result.status_code}"
-        )
+        raise ServiceUnavailable(f"webhook endpoint {args.id}: answered HTTP {result.status_code}")
