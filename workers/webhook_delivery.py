@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -35,6 +35,8 @@ from campaigns.webhooks.destinations import check_destination
 from campaigns.webhooks.endpoints import endpoint_secret
 from campaigns.webhooks.outbox import (
     Attempt,
+    DueEndpoint,
+    PendingBatch,
     lease_due_endpoint,
     next_batch,
     record_delivered,
@@ -171,16 +173,31 @@ class WebhookDeliverer:
         self.lease_s = 4 * settings.outgoing_webhook_timeout_s + 30
 
     def deliver_once(self) -> int | None:
-        """Events delivered (0 when a POST failed); None when no endpoint had any due."""
-        endpoint = lease_due_endpoint(self.database, now=self.clock(), lease_s=self.lease_s)
+        """Events delivered to one due endpoint (0 when a POST failed); None when no endpoint
+        had any due. While its batches are full and accepted, the endpoint is kept for more, up
+        to half its lease."""
+        leased_at = self.clock()
+        endpoint = lease_due_endpoint(self.database, now=leased_at, lease_s=self.lease_s)
         if endpoint is None:
             return None
-        batch = next_batch(
-            self.database, endpoint.id, limit=self.settings.outgoing_webhook_batch_size
-        )
-        if not batch.outbox_ids:
-            release_lease(self.database, endpoint.id)
-            return 0
+        keep_until = leased_at + timedelta(seconds=self.lease_s / 2)
+        batch_size = self.settings.outgoing_webhook_batch_size
+        delivered = 0
+        while True:
+            batch = next_batch(self.database, endpoint.id, limit=batch_size)
+            if not batch.outbox_ids:
+                release_lease(self.database, endpoint.id)
+                return delivered
+            if not self._post_batch(endpoint, batch):
+                return delivered
+            delivered += len(batch.outbox_ids)
+            if len(batch.outbox_ids) < batch_size or self.clock() >= keep_until:
+                release_lease(self.database, endpoint.id)
+                return delivered
+
+    def _post_batch(self, endpoint: DueEndpoint, batch: PendingBatch) -> bool:
+        """POST one batch and record the outcome; True when the receiver accepted it (a failure
+        gives the lease back with the endpoint's next attempt time)."""
         attempted_at = self.clock()
         result = post_signed(
             self.client,
@@ -199,11 +216,11 @@ class WebhookDeliverer:
             events=len(batch.outbox_ids),
             status_code=result.status_code,
             response_ms=result.response_ms,
-            error=error if not result.delivered else None,
+            error=None if result.delivered else error,
         )
         if result.delivered:
             record_delivered(self.database, endpoint.id, batch.outbox_ids, attempt)
-            return len(batch.outbox_ids)
+            return True
         paused = record_failed(
             self.database, endpoint.id, batch.outbox_ids, attempt, schedule=self.schedule
         )
@@ -214,7 +231,7 @@ class WebhookDeliverer:
             len(batch.outbox_ids),
             "; paused after failing every attempt" if paused else "",
         )
-        return 0
+        return False
 
 
 def run_webhook_delivery(settings: Settings, stop: threading.Event) -> None:
