@@ -26,7 +26,7 @@ from campaigns.core.models import (
     WebhookEndpoint,
     WebhookOutboxEvent,
 )
-from campaigns.core.storage import Database
+from campaigns.core.storage import Database, rows_matched
 from campaigns.webhooks.backoff import RetrySchedule
 from campaigns.webhooks.endpoints import ACTIVE, PAUSED
 
@@ -137,12 +137,14 @@ def record_delivered(
 ) -> None:
     with database.session() as session:
         session.execute(delete(WebhookOutboxEvent).where(WebhookOutboxEvent.id.in_(outbox_ids)))
-        session.execute(
+        still_there = session.execute(
             update(WebhookEndpoint)
             .where(WebhookEndpoint.id == endpoint_id)
             .values(consecutive_failures=0, failing_since=None, next_attempt_at=None)
         )
-        _log_attempt(session, endpoint_id, attempt)
+        # Removed while its batch was on the way: nothing left to log it against.
+        if rows_matched(still_there):
+            _log_attempt(session, endpoint_id, attempt)
 
 
 def record_failed(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.core.models import JobState, WebhookOutboxEvent
+from campaigns.core.models import CampaignLink, JobState, WebhookOutboxEvent
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.jobs.job_store import JobOutcome, write_jobs
@@ -110,6 +110,9 @@ def test_events_are_written_with_what_records_them_and_filtered_by_scope(
     write_jobs(database, outcomes=[_sent(job) for job in [*jobs, *other_jobs]])
     record_open(database, jobs[0], user_agent="Mozilla/5.0", opened_at=NOW + timedelta(hours=1))
     record_click(database, jobs[0], 12345, user_agent="Thunderbird")  # not a link: nothing
+    with database.session() as session:
+        session.add(CampaignLink(campaign_id=campaign_id, id=77, url="https://example.com/"))
+    record_click(database, jobs[1], 77, user_agent="Thunderbird")
     unsubscribe(database, jobs[1], how="one-click")
     with database.session() as session:
         rows = session.execute(
@@ -122,13 +125,13 @@ def test_events_are_written_with_what_records_them_and_filtered_by_scope(
         ("sent", jobs[1]),
         ("sent", other_jobs[0]),
         ("opened", jobs[0]),
+        ("clicked", jobs[1]),
         ("unsubscribed", jobs[1]),
     ]
     assert [(r.kind, r.job_id) for r in rows if r.endpoint_id == only_other] == [
         ("sent", other_jobs[0])
     ]
     assert not [r for r in rows if r.endpoint_id == only_category]
-    assert campaign_id != other_campaign
 
 
 def test_a_batch_goes_in_order_signed_and_is_removed_once_accepted(database: Database) -> None:
