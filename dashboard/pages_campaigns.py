@@ -7,10 +7,11 @@ refusal re-renders the page with its one-line reason.
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from campaigns.core.errors import EdmError
@@ -131,11 +132,32 @@ def new_campaign_page(request: Request, database: DatabaseDep, settings: Setting
     return _new_form(request, database, settings, values=values)
 
 
-@router.post("/campaigns/new", dependencies=[RequireEditor])
-def create_campaign_form(
-    request: Request,
-    database: DatabaseDep,
-    settings: SettingsDep,
+@dataclass(frozen=True)
+class CampaignForm:
+    """The new-campaign and edit-draft form as posted."""
+
+    name: str
+    list_name: str
+    template: str
+    from_address: str
+    subject: str
+    tracking: bool
+    relay: str
+
+    def values(self) -> dict[str, Any]:
+        """The fields as the form template shows them again after a refusal."""
+        return {
+            "name": self.name,
+            "list": self.list_name,
+            "template": self.template,
+            "from_address": self.from_address,
+            "subject": self.subject,
+            "tracking": self.tracking,
+            "relay": self.relay,
+        }
+
+
+def campaign_form(
     name: Annotated[Text, Form(max_length=200)] = "",
     list_name: Annotated[Text, Form(alias="list", max_length=200)] = "",
     template: Annotated[Text, Form(max_length=64)] = "",
@@ -143,35 +165,36 @@ def create_campaign_form(
     subject: Annotated[Text, Form(max_length=2000)] = "",
     tracking: Annotated[str, Form(max_length=10)] = "",
     relay: Annotated[Text, Form(max_length=200)] = "",
+) -> CampaignForm:
+    return CampaignForm(name, list_name, template, from_address, subject, bool(tracking), relay)
+
+
+CampaignFormDep = Annotated[CampaignForm, Depends(campaign_form)]
+
+
+@router.post("/campaigns/new", dependencies=[RequireEditor])
+def create_campaign_form(
+    request: Request, database: DatabaseDep, settings: SettingsDep, form: CampaignFormDep
 ) -> Response:
-    values = {
-        "name": name,
-        "list": list_name,
-        "template": template,
-        "from_address": from_address,
-        "subject": subject,
-        "tracking": bool(tracking),
-        "relay": relay,
-    }
     try:
-        if not name.strip():
+        if not form.name.strip():
             raise _Refused("Name: give the campaign a name")
         campaign = campaign_service.create_campaign(
             database,
-            name=name.strip(),
-            list_name=list_name,
-            template=checked_name(template),
-            from_address=from_address,
+            name=form.name.strip(),
+            list_name=form.list_name,
+            template=checked_name(form.template),
+            from_address=form.from_address,
             templates_dir=settings.resolved_templates_dir,
-            subject=subject or None,
-            tracking=bool(tracking),
-            relays=[relay] if relay else [],
-            configured_relays=relay_names(settings) if relay else (),
+            subject=form.subject or None,
+            tracking=form.tracking,
+            relays=[form.relay] if form.relay else [],
+            configured_relays=relay_names(settings) if form.relay else (),
         )
     except (EdmError, _Refused) as error:
         status = status_of(error) if isinstance(error, EdmError) else 400
         return _new_form(
-            request, database, settings, values=values, error=str(error), status=status
+            request, database, settings, values=form.values(), error=str(error), status=status
         )
     return RedirectResponse(f"/campaigns/{campaign.id}?notice=created", status_code=303)
 
@@ -403,50 +426,34 @@ def edit_campaign_form(
     campaign_id: CampaignId,
     database: DatabaseDep,
     settings: SettingsDep,
-    name: Annotated[Text, Form(max_length=200)] = "",
-    list_name: Annotated[Text, Form(alias="list", max_length=200)] = "",
-    template: Annotated[Text, Form(max_length=64)] = "",
-    from_address: Annotated[Text, Form(max_length=400)] = "",
-    subject: Annotated[Text, Form(max_length=2000)] = "",
-    tracking: Annotated[str, Form(max_length=10)] = "",
-    relay: Annotated[Text, Form(max_length=200)] = "",
+    form: CampaignFormDep,
 ) -> Response:
     campaign = campaign_row(database, campaign_id)
-    new_template = template != campaign.template_name
+    new_template = form.template != campaign.template_name
     # The form shows the stored subject: left as it was, a new template brings its own.
-    subject_given = subject != campaign.subject and bool(subject.strip())
-    changes = DraftChanges(
-        name=name,
-        list_name=list_name,
-        template=checked_name(template) if new_template else None,
-        from_address=from_address,
-        subject=subject if subject_given else None,
-        tracking=bool(tracking),
-        relays=[relay] if relay else [],
-    )
+    subject_given = form.subject != campaign.subject and bool(form.subject.strip())
     try:
         edit_draft(
             database,
             campaign_id,
-            changes,
+            DraftChanges(
+                name=form.name,
+                list_name=form.list_name,
+                template=checked_name(form.template) if new_template else None,
+                from_address=form.from_address,
+                subject=form.subject if subject_given else None,
+                tracking=form.tracking,
+                relays=[form.relay] if form.relay else [],
+            ),
             templates_dir=settings.resolved_templates_dir,
-            configured_relays=relay_names(settings) if relay else (),
+            configured_relays=relay_names(settings) if form.relay else (),
         )
     except EdmError as error:
-        values = {
-            "name": name,
-            "list": list_name,
-            "template": template,
-            "from_address": from_address,
-            "subject": subject,
-            "tracking": bool(tracking),
-            "relay": relay,
-        }
         return _new_form(
             request,
             database,
             settings,
-            values=values,
+            values=form.values(),
             error=str(error),
             status=status_of(error),
             editing=campaign,
