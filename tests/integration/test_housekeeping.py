@@ -4,7 +4,9 @@ nothing refused. Each test checks what remains in the database, not only the ans
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,20 @@ from campaigns.core.models import (
     JobState,
     Recipient,
     RecipientList,
+    utc_now,
 )
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import SuppressionReason, add_suppressions
-from tests.dashboard_helpers import SAMPLE_CSV, Dashboard, dashboard_settings, running_dashboard
+from dashboard.accounts import create_user
+from dashboard.roles import Role
+from tests.dashboard_helpers import (
+    FAST_PASSWORD_HASHER,
+    SAMPLE_CSV,
+    Dashboard,
+    dashboard_settings,
+    running_dashboard,
+    sign_in,
+)
 from tests.factories import campaign_with_jobs, set_jobs
 
 
@@ -279,3 +291,58 @@ def test_recipients_are_found_by_any_part_and_paged_both_ways(dashboard: Dashboa
         url, params={"q": "shop1", "limit": 2, "before": second.json()["previous_before"]}
     ).json()
     assert back["recipients"] == first["recipients"] and back["first"] == 1
+
+
+def test_the_pages_refuse_scheduling_to_nobody_and_show_rates_and_next_attempts(
+    dashboard: Dashboard,
+) -> None:
+    csrf = sign_in(dashboard.client)
+    dashboard.import_csv(SAMPLE_CSV, "people")
+    campaign_id = _create(dashboard)
+    add_suppressions(
+        dashboard.database,
+        ["ann@example.com", "bob@example.com", "dee@example.org"],
+        reason=SuppressionReason.MANUAL,
+    )
+
+    refused = dashboard.client.post(
+        f"/campaigns/{campaign_id}/schedule", data={"csrf_token": csrf, "when": "now"}
+    )
+    assert refused.status_code == 400
+    assert "has no one to send to (all 3 of its recipients are suppressed)" in html.unescape(
+        refused.text
+    )
+
+    sent_id, job_ids = campaign_with_jobs(dashboard.database, 2, state=CampaignState.RUNNING)
+    later = utc_now() + timedelta(hours=2)
+    set_jobs(
+        dashboard.database,
+        {
+            job_ids[0]: {"state": JobState.SENT},
+            job_ids[1]: {"state": JobState.DEFERRED, "next_attempt_at": later},
+        },
+    )
+    listing = dashboard.client.get("/campaigns").text
+    assert '<th class="num">Delivered</th>' in listing and "100.0%" in listing
+    table = dashboard.client.get(f"/campaigns/{sent_id}/recipients").text
+    assert "Next attempt" in table and later.strftime("%H:%M") in table
+    assert "1\u20132 of 2" in table
+
+
+def test_a_viewer_sees_no_housekeeping_and_may_do_none(dashboard: Dashboard) -> None:
+    dashboard.import_csv(SAMPLE_CSV, "people")
+    campaign_id = _create(dashboard)
+    create_user(
+        dashboard.database,
+        "viewer@example.com",
+        "a viewer's long password",
+        role=Role.VIEWER,
+        hasher=FAST_PASSWORD_HASHER,
+    )
+    csrf = sign_in(dashboard.client, "viewer@example.com", "a viewer's long password")
+
+    page = dashboard.client.get(f"/campaigns/{campaign_id}").text
+    assert "Edit draft" not in page and "Delete draft" not in page and "Clone" not in page
+    refused = dashboard.client.post(f"/campaigns/{campaign_id}/delete", data={"csrf_token": csrf})
+    assert refused.status_code == 403
+    assert _campaign(dashboard.database, campaign_id) is not None
