@@ -122,7 +122,12 @@ def retry(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+MAX_LISTED = 10_000
+
+
 def list_campaigns(args: argparse.Namespace, settings: Settings) -> None:
+    if not 1 <= args.limit <= MAX_LISTED:
+        raise InputError(f"--limit: between 1 and {MAX_LISTED}, got {args.limit}")
     db = database(settings)
     rows = campaign_rows(db, archived=args.archived, limit=args.limit)
     rates = campaign_rates(db, [row.id for row in rows])
