@@ -9,12 +9,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from campaigns.core.models import JobState
 from campaigns.core.spreadsheet_csv import safe_cell
 from campaigns.lifecycle import campaign_service
+from campaigns.lifecycle.campaign_edits import (
+    DraftChanges,
+    archive_campaign,
+    clone_campaign,
+    delete_campaign,
+    edit_draft,
+)
 from campaigns.lifecycle.failures import retry_failures
 from campaigns.lifecycle.schedule_requests import When, schedule_plan
 from dashboard.api_templates import PreviewOut
@@ -38,6 +45,7 @@ from dashboard.campaign_queries import (
     search_jobs,
     sends_per_minute,
 )
+from dashboard.campaign_rates import CampaignRates, campaign_rates
 from dashboard.dependencies import (
     MAX_ID,
     CampaignId,
@@ -71,6 +79,55 @@ class CampaignCreate(BaseModel):
         max_length=50,
         description="names of configured relays to send through; empty: every relay, by weight",
     )
+
+
+class CampaignEdit(BaseModel):
+    """A draft's parts to change; those left out (or null) stay as they are."""
+
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    list: Text | None = Field(None, min_length=1, max_length=200, description="list name")
+    template: Text | None = Field(
+        None, min_length=1, max_length=64, description="read again, with its subject"
+    )
+    from_address: Text | None = Field(None, min_length=3, max_length=400)
+    subject: Text | None = Field(None, max_length=2000, description="replaces the template's")
+    tracking: bool | None = None
+    relays: RelayNames | None = Field(None, max_length=50, description="empty: every relay")
+
+
+class CloneRequest(BaseModel):
+    name: Text | None = Field(None, min_length=1, max_length=200, description="default: (copy)")
+
+
+class ArchiveRequest(BaseModel):
+    archived: bool = Field(True, description="false: back in the campaign list")
+
+
+class CampaignRatesOut(BaseModel):
+    recipients: int
+    sent: int
+    delivered: int
+    opened: int
+    """Recipients with an open by a person (machine-made opens left out)."""
+    clicked: int
+    sent_rate: float | None
+    delivered_rate: float | None
+    open_rate: float | None
+    click_rate: float | None
+
+    @classmethod
+    def of(cls, rates: CampaignRates) -> CampaignRatesOut:
+        return cls(
+            recipients=rates.recipients,
+            sent=rates.sent,
+            delivered=rates.delivered,
+            opened=rates.opened,
+            clicked=rates.clicked,
+            sent_rate=rates.sent_rate,
+            delivered_rate=rates.delivered_rate,
+            open_rate=rates.open_rate,
+            click_rate=rates.click_rate,
+        )
 
 
 class ScheduleRequest(BaseModel):
@@ -138,9 +195,23 @@ def detail(database: Any, campaign_id: int) -> CampaignDetail:
     )
 
 
-@router.get("", summary="Campaigns, newest first")
-def get_campaigns(database: DatabaseDep) -> list[CampaignRow]:
-    return campaign_rows(database)
+@router.get("", summary="Campaigns, newest first (the archived ones apart)")
+def get_campaigns(
+    database: DatabaseDep,
+    archived: Annotated[bool, Query(description="the archived campaigns instead")] = False,
+) -> list[CampaignRow]:
+    return campaign_rows(database, archived=archived)
+
+
+@router.get("/rates", summary="Sent, delivered, human-open and click rates of campaigns")
+def get_rates(
+    database: DatabaseDep,
+    ids: Annotated[list[int], Query(max_length=200, description="campaign ids")],
+) -> dict[int, CampaignRatesOut]:
+    return {
+        campaign_id: CampaignRatesOut.of(rates)
+        for campaign_id, rates in campaign_rates(database, ids).items()
+    }
 
 
 @router.post("", status_code=201, summary="Create a draft campaign", dependencies=[RequireEditor])
@@ -160,6 +231,68 @@ def post_campaign(
         configured_relays=relay_names(settings) if body.relays else (),
     )
     return detail(database, campaign.id)
+
+
+@router.patch(
+    "/{campaign_id}",
+    summary="Change a draft (fields left out stay; a new template is read again)",
+    dependencies=[RequireEditor],
+)
+def patch_campaign(
+    campaign_id: CampaignId, body: CampaignEdit, database: DatabaseDep, settings: SettingsDep
+) -> CampaignDetail:
+    edit_draft(
+        database,
+        campaign_id,
+        DraftChanges(
+            name=body.name,
+            list_name=body.list,
+            template=checked_name(body.template) if body.template is not None else None,
+            from_address=body.from_address,
+            subject=body.subject,
+            tracking=body.tracking,
+            relays=body.relays,
+        ),
+        templates_dir=settings.resolved_templates_dir,
+        configured_relays=relay_names(settings) if body.relays else (),
+    )
+    return detail(database, campaign_id)
+
+
+@router.post(
+    "/{campaign_id}/clone",
+    status_code=201,
+    summary="A new draft copied from the campaign",
+    dependencies=[RequireEditor],
+)
+def post_clone(
+    campaign_id: CampaignId, database: DatabaseDep, body: CloneRequest | None = None
+) -> CampaignDetail:
+    clone = clone_campaign(database, campaign_id, name=body.name if body else None)
+    return detail(database, clone.id)
+
+
+@router.post(
+    "/{campaign_id}/archive",
+    summary="Hide a finished campaign that has sent from the list (history kept)",
+    dependencies=[RequireEditor],
+)
+def post_archive(
+    campaign_id: CampaignId, database: DatabaseDep, body: ArchiveRequest | None = None
+) -> CampaignRow:
+    archive_campaign(database, campaign_id, archived=body.archived if body else True)
+    return campaign_row(database, campaign_id)
+
+
+@router.delete(
+    "/{campaign_id}",
+    status_code=204,
+    summary="Delete a campaign that has sent nothing (one that has is archived instead)",
+    dependencies=[RequireEditor],
+)
+def delete_campaign_route(campaign_id: CampaignId, database: DatabaseDep) -> Response:
+    delete_campaign(database, campaign_id)
+    return Response(status_code=204)
 
 
 @router.get("/{campaign_id}", summary="A campaign with its progress and counts")
@@ -263,17 +396,21 @@ def get_preview(
 def get_recipients(
     campaign_id: CampaignId,
     database: DatabaseDep,
-    q: Annotated[Text, Query(max_length=320, description="start of the address")] = "",
+    q: Annotated[Text, Query(max_length=320, description="any part of the address")] = "",
     state: StateFilter = None,
     after: Annotated[Text, Query(max_length=320, description="next_after of the page before")] = "",
+    before: Annotated[
+        Text, Query(max_length=320, description="previous_before of the page after")
+    ] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     return search_jobs(
         database,
         campaign_id,
-        starts_with=q,
+        contains=q,
         state=str(state) if state else None,
         after=after,
+        before=before,
         limit=limit,
     )
 

@@ -9,10 +9,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from campaigns.core.spreadsheet_csv import write_csv
-from dashboard.auth import EditorUser, RequireViewer
+from campaigns.lifecycle.list_removal import (
+    CampaignRef,
+    ListRemoval,
+    delete_list,
+    list_removal,
+    rename_list,
+)
+from dashboard.auth import EditorUser, RequireEditor, RequireViewer
 from dashboard.background_imports import ImportProgress
 from dashboard.dependencies import MAX_ID, DatabaseDep, ImportsDep, ListId, Text
 from dashboard.list_queries import (
@@ -81,15 +88,65 @@ def get_list(list_id: ListId, database: DatabaseDep) -> ListSummary:
     return list_summary(database, list_id)
 
 
-@router.get("/lists/{list_id}/recipients", summary="Recipients whose address starts with q")
+class ListRemovalOut(BaseModel):
+    id: int
+    name: str
+    people: int
+    drafts: builtins.list[CampaignRef]
+    keeping: builtins.list[CampaignRef]
+    summary: str
+
+
+def removal_out(removal: ListRemoval) -> ListRemovalOut:
+    return ListRemovalOut(
+        id=removal.list_id,
+        name=removal.name,
+        people=removal.people,
+        drafts=removal.drafts,
+        keeping=removal.keeping,
+        summary=removal.summary(),
+    )
+
+
+class ListRename(BaseModel):
+    name: Text = Field(min_length=1, max_length=200, description="the new name")
+
+
+@router.get(
+    "/lists/{list_id}/removal",
+    summary="What deleting the list would take with it, or which campaigns keep it",
+)
+def get_removal(list_id: ListId, database: DatabaseDep) -> ListRemovalOut:
+    return removal_out(list_removal(database, list_id))
+
+
+@router.delete(
+    "/lists/{list_id}",
+    summary="Delete a list with its people and its drafts (refused once a campaign sent to it)",
+    dependencies=[RequireEditor],
+)
+def delete_list_route(list_id: ListId, database: DatabaseDep) -> ListRemovalOut:
+    return removal_out(delete_list(database, list_id))
+
+
+@router.patch("/lists/{list_id}", summary="Rename a list", dependencies=[RequireEditor])
+def patch_list(list_id: ListId, body: ListRename, database: DatabaseDep) -> ListSummary:
+    rename_list(database, list_id, body.name)
+    return list_summary(database, list_id)
+
+
+@router.get("/lists/{list_id}/recipients", summary="Recipients whose address contains q")
 def get_recipients(
     list_id: ListId,
     database: DatabaseDep,
-    q: Annotated[Text, Query(max_length=320, description="start of the address")] = "",
+    q: Annotated[Text, Query(max_length=320, description="any part of the address")] = "",
     after: Annotated[Text, Query(max_length=320, description="next_after of the page before")] = "",
+    before: Annotated[
+        Text, Query(max_length=320, description="previous_before of the page after")
+    ] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RecipientPage:
-    return search_recipients(database, list_id, starts_with=q, after=after, limit=limit)
+    return search_recipients(database, list_id, contains=q, after=after, before=before, limit=limit)
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +12,7 @@ from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
+from campaigns.lifecycle.template_removal import delete_template, rename_template
 from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.dependencies import MAX_ID, DatabaseDep, SettingsDep, Text
 from dashboard.list_queries import first_recipient, recipient_fields
@@ -180,3 +181,32 @@ async def post_test_send(
         from_address=request.from_address,
         to_address=request.to,
     )
+
+
+class RenameRequest(BaseModel):
+    name: Text = Field(min_length=1, max_length=64, description="the new name")
+
+
+@router.delete(
+    "/{name}",
+    status_code=204,
+    summary="Delete a template (refused while a campaign sends with it)",
+    dependencies=[RequireEditor],
+)
+def delete_template_route(
+    name: TemplateName, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    delete_template(database, settings.resolved_templates_dir, name)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{name}/rename",
+    summary="Give a template a new name (campaigns keep their own copy)",
+    dependencies=[RequireEditor],
+)
+def post_rename(
+    name: TemplateName, body: RenameRequest, database: DatabaseDep, settings: SettingsDep
+) -> TemplateOut:
+    rename_template(database, settings.resolved_templates_dir, name, body.name)
+    return get_template(body.name.strip(), settings)

@@ -29,9 +29,8 @@ from campaigns.core.models import (
 from campaigns.core.reply_classes import job_reply_class
 from campaigns.core.storage import Database
 from campaigns.lifecycle.campaign_service import CampaignStatus, campaign_status
-from dashboard.list_queries import starts_with_conditions
+from dashboard.address_pages import address_page
 
-MAX_PAGE = 200
 SHOWN_REPLY_CHARS = 300
 FAILED_STATES = (JobState.BOUNCED, JobState.FAILED, JobState.EXPIRED, JobState.UNKNOWN)
 EXPORT_COLUMNS = (
@@ -64,6 +63,9 @@ class CampaignRow:
     send_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    archived_at: datetime | None = None
+    subject: str = ""
+    """The campaign's own (Jinja) subject line, as stored."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class JobRow:
     last_status: str | None
     last_reply: str | None
     sent_at: datetime | None
+    next_attempt_at: datetime | None
+    """When a deferred (or not yet due) recipient is tried next."""
     first_opened_at: datetime | None
     first_clicked_at: datetime | None
 
@@ -102,6 +106,11 @@ class JobRow:
 class JobPage:
     jobs: list[JobRow]
     next_after: str | None
+    previous_before: str | None
+    total: int
+    """Recipients matching the search and state, on every page."""
+    first: int
+    """Position of the page's first recipient among them (from 1; 0 on an empty page)."""
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,18 @@ class Bucket:
     count: int
 
 
-def campaign_rows(database: Database, *, limit: int = 200) -> list[CampaignRow]:
+def campaign_rows(
+    database: Database, *, limit: int = 200, archived: bool = False
+) -> list[CampaignRow]:
+    """The newest campaigns; the archived ones alone with ``archived``, else those not."""
     with database.session() as session:
         rows = session.execute(
             select(Campaign, RecipientList.name)
             .join(RecipientList, RecipientList.id == Campaign.list_id)
-            .where(~campaign_is_stream())
+            .where(
+                ~campaign_is_stream(),
+                Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None),
+            )
             .order_by(Campaign.id.desc())
             .limit(limit)
         ).all()
@@ -173,14 +188,14 @@ def search_jobs(
     database: Database,
     campaign_id: int,
     *,
-    starts_with: str = "",
+    contains: str = "",
     state: str | None = None,
     after: str = "",
+    before: str = "",
     limit: int = 50,
 ) -> JobPage:
-    """The campaign's recipients whose address starts with ``starts_with``, in address order."""
-    limit = max(1, min(limit, MAX_PAGE))
-    prefix = starts_with.strip().lower()
+    """The campaign's recipients whose address holds ``contains``, in address order, a page
+    after ``after`` or before ``before``."""
     with database.session() as session:
         list_id = session.scalar(select(Campaign.list_id).where(Campaign.id == campaign_id))
         if list_id is None:
@@ -190,18 +205,23 @@ def search_jobs(
             .join(Recipient, Recipient.id == Job.recipient_id)
             .where(Job.campaign_id == campaign_id, Recipient.list_id == list_id)
         )
-        if prefix:
-            query = query.where(*starts_with_conditions(session, Recipient.email_key, prefix))
         if state:
             query = query.where(Job.state == state)
-        if after:
-            query = query.where(Recipient.email_key > after.lower())
-        rows = session.execute(query.order_by(Recipient.email_key).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+        rows, place = address_page(
+            session,
+            query,
+            Recipient.email_key,
+            contains=contains,
+            after=after,
+            before=before,
+            limit=limit,
+        )
     return JobPage(
         jobs=[_job_row(job, email) for job, email, _key in rows],
-        next_after=rows[-1][2] if more and rows else None,
+        next_after=place.next_after,
+        previous_before=place.previous_before,
+        total=place.total,
+        first=place.first,
     )
 
 
@@ -347,6 +367,8 @@ def _campaign_row(campaign: Campaign, list_name: str) -> CampaignRow:
         send_at=campaign.send_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
+        archived_at=campaign.archived_at,
+        subject=campaign.subject_template,
     )
 
 
@@ -361,6 +383,7 @@ def _job_row(job: Job, email: str) -> JobRow:
         last_status=job.last_status,
         last_reply=job.last_reply,
         sent_at=job.sent_at,
+        next_attempt_at=job.next_attempt_at,
         first_opened_at=job.first_opened_at,
         first_clicked_at=job.first_clicked_at,
     )

@@ -1,23 +1,20 @@
 """Reading recipient lists for people: the lists with their sizes, and finding recipients.
 
-Searches match the start of an address (``ann`` finds ``anna@…``).
+Searches match any part of an address (see ``dashboard.address_pages``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from campaigns.core.errors import NotFound
+from campaigns.core.job_predicates import transactional_list_ids
 from campaigns.core.models import Recipient, RecipientList
 from campaigns.core.storage import Database
-from campaigns.transactional.streams import transactional_list_ids
-
-MAX_PAGE = 200
+from dashboard.address_pages import address_page
 
 
 @dataclass(frozen=True)
@@ -42,37 +39,10 @@ class RecipientPage:
     recipients: list[RecipientRow]
     next_after: str | None
     """Pass as ``after`` for the next page; None on the last one."""
-
-
-CODE_POINT_COLLATIONS = frozenset({"c", "posix", "c.utf-8", "c.utf8", "ucs_basic"})
-_orders_by_code_point: dict[str, bool] = {}
-
-
-def starts_with_conditions(session: Session, column: Any, prefix: str) -> list[Any]:
-    """Conditions for ``column`` starting with ``prefix``, answered by an index on it.
-
-    LIKE alone uses no index (SQLite's is case-insensitive; PostgreSQL's needs the C collation),
-    so where text sorts by code point the prefix is also given as a range the index answers.
-    """
-    conditions = [column.startswith(prefix, autoescape=True)]
-    if _sorts_by_code_point(session):
-        conditions += [column >= prefix, column < prefix + "\U0010ffff"]
-    return conditions
-
-
-def _sorts_by_code_point(session: Session) -> bool:
-    bind = session.get_bind()
-    if bind.dialect.name == "sqlite":
-        return True
-    if bind.dialect.name != "postgresql":
-        return False
-    key = str(bind.engine.url)
-    if key not in _orders_by_code_point:
-        collation = session.scalar(
-            text("SELECT datcollate FROM pg_database WHERE datname = current_database()")
-        )
-        _orders_by_code_point[key] = str(collation).lower() in CODE_POINT_COLLATIONS
-    return _orders_by_code_point[key]
+    previous_before: str | None
+    """Pass as ``before`` for the page before; None on the first one."""
+    total: int
+    first: int
 
 
 def list_summaries(database: Database) -> list[ListSummary]:
@@ -104,25 +74,35 @@ def list_summary(database: Database, list_id: int) -> ListSummary:
 
 
 def search_recipients(
-    database: Database, list_id: int, *, starts_with: str = "", after: str = "", limit: int = 50
+    database: Database,
+    list_id: int,
+    *,
+    contains: str = "",
+    after: str = "",
+    before: str = "",
+    limit: int = 50,
 ) -> RecipientPage:
-    """Recipients whose address starts with ``starts_with``, in address order, after ``after``."""
-    limit = max(1, min(limit, MAX_PAGE))
-    prefix = starts_with.strip().lower()
+    """Recipients whose address holds ``contains``, in address order, a page after ``after`` or
+    before ``before``."""
     with database.session() as session:
         if session.get(RecipientList, list_id) is None:
             raise NotFound(f"list {list_id} not found")
-        query = select(Recipient).where(Recipient.list_id == list_id)
-        if prefix:
-            query = query.where(*starts_with_conditions(session, Recipient.email_key, prefix))
-        if after:
-            query = query.where(Recipient.email_key > after.lower())
-        rows = list(session.scalars(query.order_by(Recipient.email_key).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        query = select(Recipient, Recipient.email_key).where(Recipient.list_id == list_id)
+        rows, place = address_page(
+            session,
+            query,
+            Recipient.email_key,
+            contains=contains,
+            after=after,
+            before=before,
+            limit=limit,
+        )
     return RecipientPage(
-        recipients=[RecipientRow(r.id, r.email, dict(r.fields), r.updated_at) for r in rows],
-        next_after=rows[-1].email_key if more and rows else None,
+        recipients=[RecipientRow(r.id, r.email, dict(r.fields), r.updated_at) for r, _key in rows],
+        next_after=place.next_after,
+        previous_before=place.previous_before,
+        total=place.total,
+        first=place.first,
     )
 
 

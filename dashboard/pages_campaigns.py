@@ -7,19 +7,28 @@ refusal re-renders the page with its one-line reason.
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from campaigns.core.errors import EdmError
 from campaigns.core.models import CampaignState, JobState
 from campaigns.lifecycle import campaign_service
+from campaigns.lifecycle.campaign_edits import (
+    DraftChanges,
+    archive_campaign,
+    clone_campaign,
+    delete_campaign,
+    edit_draft,
+)
 from campaigns.lifecycle.failures import retry_failures
 from campaigns.lifecycle.schedule_requests import schedule_plan
 from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.campaign_queries import (
+    CampaignRow,
     bounce_reasons,
     campaign_overview,
     campaign_row,
@@ -29,6 +38,7 @@ from dashboard.campaign_queries import (
     search_jobs,
     sends_per_minute,
 )
+from dashboard.campaign_rates import campaign_rates
 from dashboard.charts import events_chart, sends_chart
 from dashboard.dependencies import (
     MAX_ID,
@@ -69,9 +79,21 @@ def home() -> Response:
 
 
 @router.get("/campaigns")
-def campaigns_page(request: Request, database: DatabaseDep) -> Response:
-    rows = campaign_rows(database)
-    return render(request, "campaigns.html", {"section": "Campaigns", "campaigns": rows})
+def campaigns_page(
+    request: Request, database: DatabaseDep, archived: Annotated[bool, Query()] = False
+) -> Response:
+    rows = campaign_rows(database, archived=archived)
+    return render(
+        request,
+        "campaigns.html",
+        {
+            "section": "Campaigns",
+            "campaigns": rows,
+            "rates": campaign_rates(database, [row.id for row in rows]),
+            "archived": archived,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+        },
+    )
 
 
 def _new_form(
@@ -82,6 +104,7 @@ def _new_form(
     values: dict[str, Any] | None = None,
     error: str | None = None,
     status: int = 200,
+    editing: CampaignRow | None = None,
 ) -> Response:
     try:
         relays = relay_names(settings)
@@ -97,6 +120,7 @@ def _new_form(
             "relays": relays,
             "values": values or {"tracking": True},
             "error": error,
+            "editing": editing,
         },
         status_code=status,
     )
@@ -108,11 +132,32 @@ def new_campaign_page(request: Request, database: DatabaseDep, settings: Setting
     return _new_form(request, database, settings, values=values)
 
 
-@router.post("/campaigns/new", dependencies=[RequireEditor])
-def create_campaign_form(
-    request: Request,
-    database: DatabaseDep,
-    settings: SettingsDep,
+@dataclass(frozen=True)
+class CampaignForm:
+    """The new-campaign and edit-draft form as posted."""
+
+    name: str
+    list_name: str
+    template: str
+    from_address: str
+    subject: str
+    tracking: bool
+    relay: str
+
+    def values(self) -> dict[str, Any]:
+        """The fields as the form template shows them again after a refusal."""
+        return {
+            "name": self.name,
+            "list": self.list_name,
+            "template": self.template,
+            "from_address": self.from_address,
+            "subject": self.subject,
+            "tracking": self.tracking,
+            "relay": self.relay,
+        }
+
+
+def campaign_form(
     name: Annotated[Text, Form(max_length=200)] = "",
     list_name: Annotated[Text, Form(alias="list", max_length=200)] = "",
     template: Annotated[Text, Form(max_length=64)] = "",
@@ -120,35 +165,36 @@ def create_campaign_form(
     subject: Annotated[Text, Form(max_length=2000)] = "",
     tracking: Annotated[str, Form(max_length=10)] = "",
     relay: Annotated[Text, Form(max_length=200)] = "",
+) -> CampaignForm:
+    return CampaignForm(name, list_name, template, from_address, subject, bool(tracking), relay)
+
+
+CampaignFormDep = Annotated[CampaignForm, Depends(campaign_form)]
+
+
+@router.post("/campaigns/new", dependencies=[RequireEditor])
+def create_campaign_form(
+    request: Request, database: DatabaseDep, settings: SettingsDep, form: CampaignFormDep
 ) -> Response:
-    values = {
-        "name": name,
-        "list": list_name,
-        "template": template,
-        "from_address": from_address,
-        "subject": subject,
-        "tracking": bool(tracking),
-        "relay": relay,
-    }
     try:
-        if not name.strip():
+        if not form.name.strip():
             raise _Refused("Name: give the campaign a name")
         campaign = campaign_service.create_campaign(
             database,
-            name=name.strip(),
-            list_name=list_name,
-            template=checked_name(template),
-            from_address=from_address,
+            name=form.name.strip(),
+            list_name=form.list_name,
+            template=checked_name(form.template),
+            from_address=form.from_address,
             templates_dir=settings.resolved_templates_dir,
-            subject=subject or None,
-            tracking=bool(tracking),
-            relays=[relay] if relay else [],
-            configured_relays=relay_names(settings) if relay else (),
+            subject=form.subject or None,
+            tracking=form.tracking,
+            relays=[form.relay] if form.relay else [],
+            configured_relays=relay_names(settings) if form.relay else (),
         )
     except (EdmError, _Refused) as error:
         status = status_of(error) if isinstance(error, EdmError) else 400
         return _new_form(
-            request, database, settings, values=values, error=str(error), status=status
+            request, database, settings, values=form.values(), error=str(error), status=status
         )
     return RedirectResponse(f"/campaigns/{campaign.id}?notice=created", status_code=303)
 
@@ -159,6 +205,11 @@ class _Refused(Exception):
 
 NOTICES = {
     "created": "Campaign created. Check the preview, then schedule it.",
+    "edited": "Draft saved. Check the preview, then schedule it.",
+    "cloned": "A new draft, copied from the campaign. Edit it, then schedule it.",
+    "archived": "Archived: hidden from the campaign list; its history and counters stay.",
+    "unarchived": "Back in the campaign list.",
+    "deleted": "Draft deleted.",
     "scheduled": "Scheduled. Sending starts at the due time; this page follows it live.",
     "paused": "Paused: no new message starts; messages already on the wire finish.",
     "resumed": "Resumed.",
@@ -271,10 +322,17 @@ def campaign_recipients(
     q: Annotated[Text, Query(max_length=320)] = "",
     state: Annotated[str, Query(max_length=16)] = "",
     after: Annotated[Text, Query(max_length=320)] = "",
+    before: Annotated[Text, Query(max_length=320)] = "",
 ) -> Response:
     state_filter = state if state in STATE_ORDER else None
     page = search_jobs(
-        database, campaign_id, starts_with=q, state=state_filter, after=after, limit=25
+        database,
+        campaign_id,
+        contains=q,
+        state=state_filter,
+        after=after,
+        before=before,
+        limit=25,
     )
     return render(
         request,
@@ -333,6 +391,76 @@ def schedule_form(
     return RedirectResponse(f"/campaigns/{campaign_id}?notice=scheduled", status_code=303)
 
 
+@router.get("/campaigns/{campaign_id}/edit", dependencies=[RequireEditor])
+def edit_campaign_page(
+    request: Request, campaign_id: CampaignId, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    campaign = campaign_row(database, campaign_id)
+    if campaign.state != CampaignState.DRAFT:
+        return _campaign_page(
+            request,
+            database,
+            campaign_id,
+            error=f"campaign {campaign_id} is {campaign.state}; only a draft is edited "
+            "(clone it to make a new draft)",
+            status=409,
+        )
+    return _new_form(request, database, settings, values=_draft_values(campaign), editing=campaign)
+
+
+def _draft_values(campaign: CampaignRow) -> dict[str, Any]:
+    return {
+        "name": campaign.name,
+        "list": campaign.list_name,
+        "template": campaign.template_name,
+        "from_address": campaign.from_address,
+        "subject": campaign.subject,
+        "tracking": campaign.tracking,
+        "relay": (campaign.relays or [""])[0],
+    }
+
+
+@router.post("/campaigns/{campaign_id}/edit", dependencies=[RequireEditor])
+def edit_campaign_form(
+    request: Request,
+    campaign_id: CampaignId,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    form: CampaignFormDep,
+) -> Response:
+    campaign = campaign_row(database, campaign_id)
+    new_template = form.template != campaign.template_name
+    # The form shows the stored subject: left as it was, a new template brings its own.
+    subject_given = form.subject != campaign.subject and bool(form.subject.strip())
+    try:
+        edit_draft(
+            database,
+            campaign_id,
+            DraftChanges(
+                name=form.name,
+                list_name=form.list_name,
+                template=checked_name(form.template) if new_template else None,
+                from_address=form.from_address,
+                subject=form.subject if subject_given else None,
+                tracking=form.tracking,
+                relays=[form.relay] if form.relay else [],
+            ),
+            templates_dir=settings.resolved_templates_dir,
+            configured_relays=relay_names(settings) if form.relay else (),
+        )
+    except EdmError as error:
+        return _new_form(
+            request,
+            database,
+            settings,
+            values=form.values(),
+            error=str(error),
+            status=status_of(error),
+            editing=campaign,
+        )
+    return RedirectResponse(f"/campaigns/{campaign_id}?notice=edited", status_code=303)
+
+
 @router.post("/campaigns/{campaign_id}/{action}", dependencies=[RequireEditor])
 def action_form(
     request: Request,
@@ -346,6 +474,8 @@ def action_form(
         "pause": (campaign_service.pause_campaign, "paused"),
         "resume": (campaign_service.resume_campaign, "resumed"),
         "cancel": (campaign_service.cancel_campaign, "cancelled"),
+        "archive": (_archive, "archived"),
+        "unarchive": (_unarchive, "unarchived"),
     }
     try:
         if action == "retry":
@@ -362,10 +492,16 @@ def action_form(
                 else "Nothing to retry: no failure that may pass."
             )
             return _campaign_page(request, database, campaign_id, notice=notice)
-        if action not in actions:
+        if action not in (*actions, "clone", "delete"):
             return _campaign_page(
                 request, database, campaign_id, error=f"unknown action {action!r}", status=404
             )
+        if action == "clone":
+            clone = clone_campaign(database, campaign_id)
+            return RedirectResponse(f"/campaigns/{clone.id}?notice=cloned", status_code=303)
+        if action == "delete":
+            delete_campaign(database, campaign_id)
+            return RedirectResponse("/campaigns?notice=deleted", status_code=303)
         function, notice_key = actions[action]
         function(database, campaign_id)
     except EdmError as error:
@@ -373,3 +509,11 @@ def action_form(
             request, database, campaign_id, error=str(error), status=status_of(error)
         )
     return RedirectResponse(f"/campaigns/{campaign_id}?notice={notice_key}", status_code=303)
+
+
+def _archive(database: Any, campaign_id: int) -> str:
+    return str(archive_campaign(database, campaign_id).state)
+
+
+def _unarchive(database: Any, campaign_id: int) -> str:
+    return str(archive_campaign(database, campaign_id, archived=False).state)

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import EdmError
+from campaigns.lifecycle.template_removal import delete_template, rename_template
 from dashboard.auth import RequireEditor, RequireViewer
 from dashboard.dependencies import DatabaseDep, SettingsDep, Text
 from dashboard.http_errors import status_of
@@ -44,7 +45,9 @@ def _templates_page(
         {
             "section": "Templates",
             "templates": summaries(settings.resolved_templates_dir),
+            "folder": settings.resolved_templates_dir,
             "error": error,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
         },
         status_code=status,
     )
@@ -79,9 +82,64 @@ def new_template(
 def template_page(
     request: Request, name: TemplateName, database: DatabaseDep, settings: SettingsDep
 ) -> Response:
+    return _template_page(request, name, database, settings)
+
+
+def _template_page(
+    request: Request,
+    name: str,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
     source = read_template(settings.resolved_templates_dir, name)
     return render(
         request,
         "template_edit.html",
-        {"section": "Templates", "source": source, "lists": list_summaries(database)},
+        {
+            "section": "Templates",
+            "source": source,
+            "lists": list_summaries(database),
+            "error": error,
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
+        },
+        status_code=status,
     )
+
+
+NOTICES = {
+    "renamed": "Renamed. Campaigns made with it keep their own copy under the old name.",
+    "deleted": "Template deleted. Campaigns made with it keep their own copy.",
+}
+
+
+@router.post("/templates/{name}/delete", dependencies=[RequireEditor])
+def delete_template_form(
+    request: Request, name: TemplateName, database: DatabaseDep, settings: SettingsDep
+) -> Response:
+    try:
+        delete_template(database, settings.resolved_templates_dir, name)
+    except EdmError as error:
+        return _template_page(
+            request, name, database, settings, error=str(error), status=status_of(error)
+        )
+    return RedirectResponse("/templates?notice=deleted", status_code=303)
+
+
+@router.post("/templates/{name}/rename", dependencies=[RequireEditor])
+def rename_template_form(
+    request: Request,
+    name: TemplateName,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    new_name: Annotated[Text, Form(max_length=64)] = "",
+) -> Response:
+    try:
+        rename_template(database, settings.resolved_templates_dir, name, new_name)
+    except EdmError as error:
+        return _template_page(
+            request, name, database, settings, error=str(error), status=status_of(error)
+        )
+    return RedirectResponse(f"/templates/{new_name.strip()}?notice=renamed", status_code=303)

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--encoding", help="the CSV's encoding when it is not UTF-8/UTF-16")
     importing.add_argument("--json", action="store_true", help="print the report as JSON")
     importing.set_defaults(handler="lists:import_file")
+    _add_list_housekeeping(lists)
 
     campaigns = commands.add_parser("campaigns", help="campaigns").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.set_defaults(handler="campaigns:retry")
 
+    _add_campaign_housekeeping(campaigns)
+    _add_template_commands(commands)
     _add_send_command(commands)
     _add_suppression_commands(commands)
     _add_dkim_commands(commands)
@@ -180,6 +183,87 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dashboard_commands(commands)
     return parser
+
+
+def _add_list_housekeeping(lists: Any) -> None:
+    listing = lists.add_parser("list", help="every list with its size")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler="lists:list_lists")
+    delete = lists.add_parser(
+        "delete", help="delete a list with its people and the drafts made on it"
+    )
+    delete.add_argument("name")
+    delete.add_argument(
+        "--yes", action="store_true", help="delete (without it: say what would go, delete nothing)"
+    )
+    delete.set_defaults(handler="lists:delete")
+    rename = lists.add_parser("rename", help="give a list a new name")
+    rename.add_argument("name")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+    rename.set_defaults(handler="lists:rename")
+
+
+def _add_campaign_housekeeping(campaigns: Any) -> None:
+    listing = campaigns.add_parser("list", help="campaigns, newest first, with their rates")
+    listing.add_argument("--archived", action="store_true", help="the archived ones instead")
+    listing.add_argument("--limit", type=int, default=200, metavar="N", help="at most N (200)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler="campaigns:list_campaigns")
+
+    edit = campaigns.add_parser("edit", help="change a draft (what is not given stays)")
+    edit.add_argument("id", type=int)
+    edit.add_argument("--name")
+    edit.add_argument("--list", dest="list_name", metavar="NAME")
+    edit.add_argument("--template", metavar="PATH_OR_NAME", help="read again, with its own subject")
+    edit.add_argument("--from", dest="from_address", metavar="ADDRESS")
+    edit.add_argument("--subject", help="a Jinja subject that replaces the template's")
+    tracking = edit.add_mutually_exclusive_group()
+    tracking.add_argument("--tracking", action="store_true", default=None)
+    tracking.add_argument("--no-tracking", action="store_false", dest="tracking")
+    relays = edit.add_mutually_exclusive_group()
+    relays.add_argument(
+        "--relay", action="append", dest="relays", metavar="NAME", help="only this relay"
+    )
+    relays.add_argument(
+        "--any-relay", action="store_const", const=[], dest="relays", help="every relay"
+    )
+    edit.set_defaults(handler="campaigns:edit")
+
+    clone = campaigns.add_parser("clone", help="a new draft copied from a campaign")
+    clone.add_argument("id", type=int)
+    clone.add_argument("--name", help="the new draft's name (default: NAME (copy))")
+    clone.set_defaults(handler="campaigns:clone")
+
+    archive = campaigns.add_parser(
+        "archive", help="hide a finished campaign from the list; its history stays"
+    )
+    archive.add_argument("id", type=int)
+    archive.add_argument("--undo", action="store_true", help="show it in the list again")
+    archive.set_defaults(handler="campaigns:archive")
+
+    delete = campaigns.add_parser(
+        "delete", help="delete a draft (one that has sent is archived instead)"
+    )
+    delete.add_argument("id", type=int)
+    delete.set_defaults(handler="campaigns:delete")
+
+
+def _add_template_commands(commands: Any) -> None:
+    templates = commands.add_parser("templates", help="the templates folder").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    listing = templates.add_parser("list", help="every template with its subject")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler="templates:list_templates")
+    delete = templates.add_parser(
+        "delete", help="delete a template folder (campaigns keep their own copy)"
+    )
+    delete.add_argument("name")
+    delete.set_defaults(handler="templates:delete")
+    rename = templates.add_parser("rename", help="give a template a new name")
+    rename.add_argument("name")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+    rename.set_defaults(handler="templates:rename")
 
 
 def _add_send_command(commands: Any) -> None:

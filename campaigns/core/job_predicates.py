@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, union
 
 from campaigns.core.models import (
     CLAIMABLE_JOB_STATES,
@@ -17,6 +17,7 @@ from campaigns.core.models import (
     Campaign,
     CampaignState,
     Job,
+    TransactionalMessage,
     TransactionalStream,
 )
 
@@ -70,6 +71,16 @@ def campaign_has_pending_jobs() -> ColumnElement[bool]:
 def campaign_is_stream() -> ColumnElement[bool]:
     """For a condition on ``campaigns``: the system campaign of a transactional stream."""
     return Campaign.id.in_(select(TransactionalStream.campaign_id))
+
+
+def transactional_list_ids() -> Select[tuple[int]]:
+    """For ``NOT IN (...)``: lists that belong to streams and their messages, not to people."""
+    return select(
+        union(
+            select(TransactionalMessage.list_id),
+            select(Campaign.list_id).where(campaign_is_stream()),
+        ).subquery()
+    )
 
 
 def job_is_transactional() -> ColumnElement[bool]:

@@ -153,6 +153,9 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Set when a campaign that has sent is archived: hidden from the default list, its jobs,
+    events and counters kept."""
 
 
 class Job(Base):

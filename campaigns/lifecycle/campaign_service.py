@@ -105,14 +105,9 @@ def create_campaign(
     ``relays`` are the names, among ``configured_relays``, the campaign may send through; none
     means every relay, by weight.
     """
-    chosen_relays = _checked_relays(relays, configured_relays)
-    source = load_template(template, templates_dir)
-    if subject is not None:
-        source = TemplateSource(
-            name=source.name, subject=subject, html=source.html, text=source.text
-        )
-    CompiledTemplate(source)
-    MessageSkeleton(from_address=from_address, campaign_uuid="check")
+    chosen_relays = checked_relays(relays, configured_relays)
+    source = checked_template(template, templates_dir, subject)
+    checked_sender(from_address)
     with database.session() as session:
         recipient_list = _list_by_name(session, list_name)
         campaign = Campaign(
@@ -132,7 +127,23 @@ def create_campaign(
         return campaign
 
 
-def _checked_relays(names: Sequence[str], configured: Collection[str]) -> list[str] | None:
+def checked_template(template: str, templates_dir: Any, subject: str | None) -> TemplateSource:
+    """The template by name or path, its subject replaced by ``subject`` when given, compiled
+    so a syntax error stops before anything is written."""
+    source = load_template(template, templates_dir)
+    if subject is not None:
+        source = TemplateSource(
+            name=source.name, subject=subject, html=source.html, text=source.text
+        )
+    CompiledTemplate(source)
+    return source
+
+
+def checked_sender(from_address: str) -> None:
+    MessageSkeleton(from_address=from_address, campaign_uuid="check")
+
+
+def checked_relays(names: Sequence[str], configured: Collection[str]) -> list[str] | None:
     chosen = list(dict.fromkeys(name.strip() for name in names if name.strip()))
     for name in chosen:
         if name not in configured:
@@ -171,11 +182,12 @@ def schedule_campaign(
             raise StateError(
                 f"campaign {campaign_id} is {campaign.state}; only a draft is scheduled"
             )
-        _check_template_against_list(session, campaign, render_cpu_limit_s)
-        now = utc_now()
         suppressed = select(Suppression.email_key).where(
             Suppression.email_key == Recipient.email_key
         )
+        _check_audience(session, campaign, suppressed)
+        _check_template_against_list(session, campaign, render_cpu_limit_s)
+        now = utc_now()
         for state, condition in (
             (JobState.QUEUED, ~suppressed.exists()),
             (JobState.SUPPRESSED, suppressed.exists()),
@@ -248,6 +260,19 @@ def _plan_spread(
         )
     last_due = slots[-1].due if slots else start
     return ScheduleResult(jobs, start, last_due)
+
+
+def _check_audience(session: Any, campaign: Campaign, suppressed: Any) -> None:
+    """A campaign nobody would receive is refused: scheduled, it would only "complete" at 0%."""
+    in_list = select(func.count()).where(Recipient.list_id == campaign.list_id)
+    if session.scalar(in_list.where(~suppressed.exists())):
+        return
+    total = session.scalar(in_list) or 0
+    list_name = session.scalar(
+        select(RecipientList.name).where(RecipientList.id == campaign.list_id)
+    )
+    why = f"all {total} of its recipients are suppressed" if total else "it has no recipients"
+    raise InputError(f"list: {list_name!r} has no one to send to ({why})")
 
 
 _CHECK_BASE_URL = "https://example.invalid"

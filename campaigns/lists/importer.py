@@ -59,6 +59,11 @@ class ImportReport(RowReport):
     updated: int = 0
     suppressed: int = 0
 
+    @property
+    def rows(self) -> int:
+        """Data rows read, whatever became of them."""
+        return self.imported + self.updated + self.duplicates + self.rejected + self.suppressed
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "list": self.list_name,
@@ -101,6 +106,9 @@ def import_recipients(
         merger = _ListMerger(session, recipient_list.id, report)
         for chunk in read_chunks(path, layout, chunk_rows):
             merger.add_chunk(_valid_rows(chunk, email_index, field_names, report))
+        if not report.rows:
+            # Raised inside the transaction: a list made for this file goes with it.
+            raise CsvImportError(f"{path}: line 2: a header and no rows; nothing imported")
     report.errors.sort(key=lambda error: error.line)
     return report
 

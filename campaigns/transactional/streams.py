@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select, union
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from campaigns.core.job_predicates import campaign_is_stream
 from campaigns.core.models import (
     Campaign,
     CampaignState,
     RecipientList,
-    TransactionalMessage,
     TransactionalStream,
     utc_now,
 )
@@ -74,13 +72,3 @@ def _find(database: Database, category: str) -> Stream | None:
             .where(TransactionalStream.category == category)
         ).first()
     return None if row is None else Stream(category, row.campaign_id, row.uuid)
-
-
-def transactional_list_ids() -> Select[tuple[int]]:
-    """For ``NOT IN (...)``: lists that belong to streams and their messages, not to people."""
-    return select(
-        union(
-            select(TransactionalMessage.list_id),
-            select(Campaign.list_id).where(campaign_is_stream()),
-        ).subquery()
-    )

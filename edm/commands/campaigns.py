@@ -1,18 +1,29 @@
-"""``edm campaigns``: create, schedule, watch, pause, resume, cancel, failures, retry."""
+"""``edm campaigns``: create, schedule, watch, pause, resume, cancel, failures, retry, and
+housekeeping (list, edit, clone, archive, delete)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 
 from campaigns.core.errors import InputError
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.lifecycle import campaign_service, failure_report
+from campaigns.lifecycle.campaign_edits import (
+    DraftChanges,
+    archive_campaign,
+    clone_campaign,
+    delete_campaign,
+    edit_draft,
+)
 from campaigns.lifecycle.campaign_service import campaign_status, create_campaign, schedule_campaign
 from campaigns.lifecycle.failures import retry_failures, undelivered_recipients
 from campaigns.lifecycle.schedule_requests import CLI_FIELDS, schedule_plan
+from dashboard.campaign_queries import campaign_rows
+from dashboard.campaign_rates import campaign_rates
 from edm.command_helpers import database, print_json
 from workers.relays.config import relay_names
 
@@ -109,3 +120,75 @@ def retry(args: argparse.Namespace, settings: Settings) -> None:
         f"recipients queued again{f' ({by_class})' if by_class else ''}, "
         f"{result.due_now} deferred now due"
     )
+
+
+MAX_LISTED = 10_000
+
+
+def list_campaigns(args: argparse.Namespace, settings: Settings) -> None:
+    if not 1 <= args.limit <= MAX_LISTED:
+        raise InputError(f"--limit: between 1 and {MAX_LISTED}, got {args.limit}")
+    db = database(settings)
+    rows = campaign_rows(db, archived=args.archived, limit=args.limit)
+    rates = campaign_rates(db, [row.id for row in rows])
+    if args.json:
+        print_json({"campaigns": [{**asdict(row), "rates": asdict(rates[row.id])} for row in rows]})
+        return
+    if not rows:
+        print("no archived campaigns" if args.archived else "no campaigns")
+        return
+    for row in rows:
+        rate = rates[row.id]
+        print(
+            f"{row.id}\t{row.state}\t{row.name}\tlist {row.list_name}\t"
+            f"{rate.sent}/{rate.recipients} sent\t{_percent(rate.open_rate)} opened\t"
+            f"{_percent(rate.click_rate)} clicked"
+        )
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate}%"
+
+
+def edit(args: argparse.Namespace, settings: Settings) -> None:
+    changes = DraftChanges(
+        name=args.name,
+        list_name=args.list_name,
+        template=args.template,
+        from_address=args.from_address,
+        subject=args.subject,
+        tracking=args.tracking,
+        relays=args.relays,
+    )
+    if changes == DraftChanges():
+        raise InputError(
+            "edm campaigns edit: give at least one of --name, --list, --template, "
+            "--from, --subject, --tracking/--no-tracking, --relay/--any-relay"
+        )
+    campaign = edit_draft(
+        database(settings),
+        args.id,
+        changes,
+        templates_dir=settings.resolved_templates_dir,
+        configured_relays=relay_names(settings) if args.relays else (),
+    )
+    print(f"campaign {campaign.id} edited ({campaign.state}): {campaign.name}")
+
+
+def clone(args: argparse.Namespace, settings: Settings) -> None:
+    campaign = clone_campaign(database(settings), args.id, name=args.name)
+    print(
+        f"campaign {campaign.id} created ({campaign.state}) from campaign {args.id}: "
+        f"{campaign.name}"
+    )
+
+
+def archive(args: argparse.Namespace, settings: Settings) -> None:
+    campaign = archive_campaign(database(settings), args.id, archived=not args.undo)
+    where = "back in the campaign list" if args.undo else "archived (history and counters kept)"
+    print(f"campaign {campaign.id} is {where}")
+
+
+def delete(args: argparse.Namespace, settings: Settings) -> None:
+    name = delete_campaign(database(settings), args.id)
+    print(f"campaign {args.id} deleted: {name}")

@@ -1,11 +1,19 @@
-"""``edm lists``: importing recipient CSVs."""
+"""``edm lists``: importing recipient CSVs, listing, deleting and renaming lists."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 from campaigns.core.settings import Settings
+from campaigns.lifecycle.list_removal import (
+    delete_list,
+    list_id_by_name,
+    list_removal,
+    rename_list,
+)
 from campaigns.lists.importer import import_recipients
+from dashboard.list_queries import list_summaries
 from edm.command_helpers import database, print_json, print_rejected_rows
 
 
@@ -22,3 +30,31 @@ def import_file(args: argparse.Namespace, settings: Settings) -> None:
         f"{report.rejected} rejected, {report.suppressed} suppressed"
     )
     print_rejected_rows(args.path, report.errors)
+
+
+def list_lists(args: argparse.Namespace, settings: Settings) -> None:
+    found = list_summaries(database(settings))
+    if args.json:
+        print_json({"lists": [asdict(summary) for summary in found]})
+        return
+    if not found:
+        print("no lists (import one with `edm lists import`)")
+    for summary in found:
+        print(f"{summary.id}\t{summary.name}\t{summary.recipients} recipients")
+
+
+def delete(args: argparse.Namespace, settings: Settings) -> None:
+    db = database(settings)
+    list_id = list_id_by_name(db, args.name)
+    if not args.yes:
+        removal = list_removal(db, list_id)
+        print(f"would delete: {removal.summary()}; run again with --yes to delete")
+        return
+    removal = delete_list(db, list_id)
+    print(f"deleted: {removal.summary()}")
+
+
+def rename(args: argparse.Namespace, settings: Settings) -> None:
+    db = database(settings)
+    name = rename_list(db, list_id_by_name(db, args.name), args.new_name)
+    print(f"list {args.name!r} is now {name!r}")

@@ -184,13 +184,14 @@ def test_empty_file(tmp_path: Path, database: Database, content: bytes):
     assert _nothing_written(database)
 
 
-def test_header_only_file_imports_nothing_and_creates_the_list(tmp_path: Path, database: Database):
+def test_header_only_file_is_an_error_and_creates_no_list(tmp_path: Path, database: Database):
     path = _write(tmp_path / "header.csv", "Email,First Name\n")
 
-    report = import_recipients(database, path, "main")
+    with pytest.raises(CsvImportError) as failure:
+        import_recipients(database, path, "main")
 
-    assert _counts(report) == dict(imported=0, updated=0, duplicates=0, rejected=0, suppressed=0)
-    assert _field_names(database) == ["email", "first_name"]
+    assert str(failure.value) == f"{path}: line 2: a header and no rows; nothing imported"
+    assert _nothing_written(database)
 
 
 def test_binary_file(tmp_path: Path, database: Database):
