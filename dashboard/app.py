@@ -76,7 +76,12 @@ def create_app(
     """
     if database is None:
         database = open_database(settings.resolved_database_url)
-    imports = BackgroundImports(database, settings.data_dir / "uploads")
+    imports = BackgroundImports(
+        database,
+        settings.data_dir / "uploads",
+        secret=settings.secret,
+        blocked_domains=settings.blocked_domain_set(),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
