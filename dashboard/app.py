@@ -20,6 +20,8 @@ from campaigns.core.storage import Database, open_database
 from dashboard import (
     api_campaigns,
     api_lists,
+    api_recipients,
+    api_suppression,
     api_templates,
     api_transactional,
     api_users,
@@ -127,6 +129,8 @@ def create_app(
 
     app.include_router(auth_pages.router)
     app.include_router(api_lists.router)
+    app.include_router(api_recipients.router)
+    app.include_router(api_suppression.router)
     app.include_router(api_campaigns.router)
     app.include_router(api_templates.router)
     app.include_router(api_transactional.router)

@@ -104,7 +104,7 @@ def list_id_by_name(database: Database, name: str) -> int:
     with database.session() as session:
         found = session.scalar(select(RecipientList.id).where(RecipientList.name == name))
         if found is None or is_holding_list(name):
-            raise NotFound(f"--list: no list named {name[:200]!r}")
+            raise NotFound(f"list: no list named {name[:200]!r}")
         return found
 
 

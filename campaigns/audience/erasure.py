@@ -70,7 +70,7 @@ def erase_person(
         rows = recipient_rows(session, person.key)
         suppression = session.get(Suppression, person.key)
         if not rows and suppression is None:
-            raise NotFound(f"EMAIL: no one with the address {person.address!r} is held")
+            raise NotFound(f"email: no one with the address {person.address!r} is held")
         recipient_ids = [row.id for row, _ in rows]
         job_ids = _job_ids(session, recipient_ids)
         report.list_rows = len(rows)

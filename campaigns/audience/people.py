@@ -40,7 +40,7 @@ class PersonKey:
     """The ``email_key`` rows are stored under."""
 
 
-def person_key(address: str, field: str = "EMAIL") -> PersonKey:
+def person_key(address: str, field: str = "email") -> PersonKey:
     """Raises InputError naming ``field`` for an address that cannot be one."""
     typed = address.strip()
     if not typed:
@@ -75,7 +75,7 @@ def person_record(database: Database, address: str) -> dict[str, Any]:
         rows = recipient_rows(session, person.key)
         suppression = session.get(Suppression, person.key)
         if not rows and suppression is None:
-            raise NotFound(f"EMAIL: no one with the address {person.address!r} is held")
+            raise NotFound(f"email: no one with the address {person.address!r} is held")
         transactional_lists = set(
             session.scalars(
                 select(TransactionalMessage.list_id).where(

@@ -17,7 +17,7 @@ from campaigns.lists.holding_lists import holding_list, is_holding_list, removed
 MAX_FIELD_VALUE_CHARS = 10_000
 
 
-def parse_field_assignments(assignments: list[str], field: str = "--field") -> dict[str, str]:
+def parse_field_assignments(assignments: list[str], field: str = "field") -> dict[str, str]:
     """``["first_name=Ann", ...]`` as a mapping; raises InputError naming the bad one."""
     parsed: dict[str, str] = {}
     for assignment in assignments:
@@ -36,16 +36,16 @@ def update_fields(
     to change: remove the person and import the new address."""
     person = person_key(address)
     if not fields:
-        raise InputError("--field: give at least one NAME=VALUE")
+        raise InputError("field: give at least one NAME=VALUE")
     normalised: dict[str, str] = {}
     for name, value in fields.items():
         field_name = normalise_field_name(name)
         if not field_name:
-            raise InputError(f"--field: {name[:80]!r} is not a usable field name")
+            raise InputError(f"field: {name[:80]!r} is not a usable field name")
         if field_name == EMAIL_FIELD:
-            raise InputError("--field: email cannot be changed (remove, then import the address)")
+            raise InputError("field: email cannot be changed (remove, then import the address)")
         if len(value) > MAX_FIELD_VALUE_CHARS or "\x00" in value:
-            raise InputError(f"--field {field_name}: at most {MAX_FIELD_VALUE_CHARS} characters")
+            raise InputError(f"field {field_name}: at most {MAX_FIELD_VALUE_CHARS} characters")
         normalised[field_name] = value.strip()
     with database.session() as session:
         recipient_list = _audience_list(session, list_name)
@@ -55,7 +55,7 @@ def update_fields(
             )
         )
         if row is None:
-            raise NotFound(f"EMAIL: {person.address!r} is not in the list {list_name!r}")
+            raise NotFound(f"email: {person.address!r} is not in the list {list_name!r}")
         row.fields = {**row.fields, **normalised, EMAIL_FIELD: row.email}
         row.updated_at = utc_now()
         known = list(recipient_list.field_names)
@@ -75,7 +75,7 @@ def remove_from_list(database: Database, address: str, list_name: str) -> None:
             )
         )
         if row is None:
-            raise NotFound(f"EMAIL: {person.address!r} is not in the list {list_name!r}")
+            raise NotFound(f"email: {person.address!r} is not in the list {list_name!r}")
         if not session.scalar(select(exists().where(Job.recipient_id == row.id))):
             session.delete(row)
             return
@@ -97,5 +97,5 @@ def remove_from_list(database: Database, address: str, list_name: str) -> None:
 def _audience_list(session: Session, list_name: str) -> RecipientList:
     recipient_list = session.scalar(select(RecipientList).where(RecipientList.name == list_name))
     if recipient_list is None or is_holding_list(list_name):
-        raise NotFound(f"--list: no list named {list_name[:200]!r}")
+        raise NotFound(f"list: no list named {list_name[:200]!r}")
     return recipient_list

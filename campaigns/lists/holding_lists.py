@@ -27,7 +27,7 @@ def is_holding_list(name: str) -> bool:
     return name.startswith(HOLDING_PREFIX)
 
 
-def check_audience_list_name(name: str, field: str = "--list") -> None:
+def check_audience_list_name(name: str, field: str = "list") -> None:
     if is_holding_list(name):
         raise InputError(f"{field}: a list name may not start with {HOLDING_PREFIX!r}")
 

@@ -199,4 +199,4 @@ def test_erase_leaves_nothing_keeps_counts_and_keeps_the_address_out(
         result = run_edm(args, edm_env)
         assert result.returncode != 0
         assert len(result.stderr.strip().splitlines()) == 1
-        assert result.stderr.startswith("edm: error: EMAIL: no one with the address")
+        assert result.stderr.startswith("edm: error: email: no one with the address")
