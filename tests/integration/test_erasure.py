@@ -195,6 +195,25 @@ def test_erase_leaves_nothing_keeps_counts_and_keeps_the_address_out(
     assert {state: n for state, n in _numbers(database, later)[1].items() if n} == {"sent": 2}
     assert _texts_naming_the_address(database) == []
 
+    html = tmp_path / "one.html"
+    html.write_text("<p>Your code</p>")
+    one_to_one = run_edm(
+        [
+            "send",
+            "--to",
+            ERASED,
+            "--subject",
+            "Code",
+            "--html-file",
+            str(html),
+            "--from",
+            "news@example.com",
+        ],
+        edm_env,
+    )
+    assert one_to_one.returncode != 0
+    assert one_to_one.stderr.strip().endswith("is suppressed (erased)")
+
     for args in (["recipients", "erase", ERASED], ["recipients", "show", "nobody@example.com"]):
         result = run_edm(args, edm_env)
         assert result.returncode != 0
