@@ -38,7 +38,7 @@ from campaigns.core.models import (
 )
 from campaigns.core.storage import Database, conflict_insert
 from campaigns.lists.erased_addresses import erased_key
-from campaigns.lists.holding_lists import ERASED_LIST_NAME, holding_list
+from campaigns.lists.holding_lists import ERASED_LIST_NAME, erased_row_key, holding_list
 from campaigns.lists.suppression import SuppressionReason
 
 WAITING_STATES = (JobState.QUEUED, JobState.DEFERRED)
@@ -220,7 +220,7 @@ def _detach_rows(session: Session, recipient_ids: list[int], job_ids: list[int])
             .values(
                 list_id=erased_list_id,
                 email="",
-                email_key=f"(erased {uuid.uuid4().hex})",
+                email_key=erased_row_key(uuid.uuid4().hex),
                 fields={},
                 updated_at=utc_now(),
             )

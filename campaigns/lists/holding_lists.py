@@ -17,6 +17,16 @@ from campaigns.core.models import RecipientList
 
 HOLDING_PREFIX = "("
 ERASED_LIST_NAME = "(erased people)"
+ERASED_ROW_KEY_PREFIX = "(erased "
+"""The ``email_key`` of an erased person's row starts so: no address does."""
+
+
+def erased_row_key(random_hex: str) -> str:
+    return f"{ERASED_ROW_KEY_PREFIX}{random_hex})"
+
+
+def is_erased_row_key(key: str) -> bool:
+    return key.startswith(ERASED_ROW_KEY_PREFIX)
 
 
 def removed_list_name(list_id: int) -> str:
