@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from campaigns.core.errors import NotFound
 from campaigns.core.events import record_event
 from campaigns.core.models import CampaignCounter, EventKind, Job, JobEvent, JobState, utc_now
 from campaigns.core.storage import Database
@@ -91,6 +92,16 @@ def test_a_person_is_shown_updated_and_removed_and_keeps_their_history(
     after = json.loads(_edm(edm_env, "recipients", "show", "ann@example.com", "--json"))
     assert after["lists"][0]["list"].startswith("(removed from list")
     assert [m["state"] for m in after["messages"]] == ["sent"]
+
+    with pytest.raises(NotFound, match="not found"):
+        create_campaign(
+            database,
+            name="Hidden",
+            list_name="(removed from list 1)",
+            template=str(tmp_path / "template"),
+            from_address="news@example.com",
+            templates_dir=tmp_path,
+        )
 
     lists = json.loads(_edm(edm_env, "lists", "list", "--json"))["lists"]
     assert [(entry["name"], entry["recipients"]) for entry in lists] == [("people", 2)]
