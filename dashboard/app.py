@@ -20,6 +20,8 @@ from campaigns.core.storage import Database, open_database
 from dashboard import (
     api_campaigns,
     api_lists,
+    api_recipients,
+    api_suppression,
     api_templates,
     api_transactional,
     api_users,
@@ -78,7 +80,12 @@ def create_app(
     """
     if database is None:
         database = open_database(settings.resolved_database_url)
-    imports = BackgroundImports(database, settings.data_dir / "uploads")
+    imports = BackgroundImports(
+        database,
+        settings.data_dir / "uploads",
+        secret=settings.secret,
+        blocked_domains=settings.blocked_domain_set(),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +131,8 @@ def create_app(
 
     app.include_router(auth_pages.router)
     app.include_router(api_lists.router)
+    app.include_router(api_recipients.router)
+    app.include_router(api_suppression.router)
     app.include_router(api_campaigns.router)
     app.include_router(api_templates.router)
     app.include_router(api_transactional.router)

@@ -64,9 +64,18 @@ class ImportProgress:
 
 
 class BackgroundImports:
-    def __init__(self, database: Database, uploads_dir: Path) -> None:
+    def __init__(
+        self,
+        database: Database,
+        uploads_dir: Path,
+        *,
+        secret: bytes | None = None,
+        blocked_domains: frozenset[str] = frozenset(),
+    ) -> None:
         self._database = database
         self._uploads_dir = uploads_dir
+        self._secret = secret
+        self._blocked_domains = blocked_domains
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edm-import")
         self._running_paths: dict[int, Path] = {}
 
@@ -159,7 +168,14 @@ class BackgroundImports:
             list_name, file_name, encoding = task.list_name, task.file_name, task.encoding
         state, report, error = ImportState.FAILED, None, None
         try:
-            result = import_recipients(self._database, path, list_name, encoding=encoding)
+            result = import_recipients(
+                self._database,
+                path,
+                list_name,
+                encoding=encoding,
+                secret=self._secret,
+                blocked_domains=self._blocked_domains,
+            )
             report = result.as_dict()
             report["path"] = file_name
             state = ImportState.DONE

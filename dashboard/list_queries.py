@@ -5,6 +5,7 @@ Searches match any part of an address (see ``dashboard.address_pages``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,8 @@ from campaigns.core.errors import NotFound
 from campaigns.core.job_predicates import transactional_list_ids
 from campaigns.core.models import Recipient, RecipientList
 from campaigns.core.storage import Database
+from campaigns.lists.fields import EMAIL_FIELD
+from campaigns.lists.holding_lists import HOLDING_PREFIX, is_holding_list
 from dashboard.address_pages import address_page
 
 
@@ -58,16 +61,44 @@ def list_summaries(database: Database) -> list[ListSummary]:
             )
             for row in session.scalars(
                 select(RecipientList)
-                .where(RecipientList.id.not_in(transactional_list_ids()))
+                .where(
+                    RecipientList.id.not_in(transactional_list_ids()),
+                    RecipientList.name.not_like(f"{HOLDING_PREFIX}%"),
+                )
                 .order_by(RecipientList.name)
             )
         ]
 
 
+def iter_list_rows(
+    database: Database, list_id: int, *, page_rows: int = 1000
+) -> Iterator[list[str]]:
+    """The list's header (its field names, ``email`` first), then each recipient's values in
+    address order, read a page at a time."""
+    field_names = list_summary(database, list_id).field_names
+    columns = [EMAIL_FIELD, *(name for name in field_names if name != EMAIL_FIELD)]
+    yield columns
+    after = ""
+    while True:
+        with database.session() as session:
+            page = session.execute(
+                select(Recipient.email_key, Recipient.email, Recipient.fields)
+                .where(Recipient.list_id == list_id, Recipient.email_key > after)
+                .order_by(Recipient.email_key)
+                .limit(page_rows)
+            ).all()
+        for row in page:
+            fields = dict(row.fields)
+            yield [row.email, *(fields.get(name, "") for name in columns[1:])]
+        if len(page) < page_rows:
+            return
+        after = page[-1].email_key
+
+
 def list_summary(database: Database, list_id: int) -> ListSummary:
     with database.session() as session:
         row = session.get(RecipientList, list_id)
-        if row is None:
+        if row is None or is_holding_list(row.name):
             raise NotFound(f"list {list_id} not found")
         count = session.scalar(select(func.count()).where(Recipient.list_id == list_id)) or 0
         return ListSummary(row.id, row.name, count, list(row.field_names), row.created_at)

@@ -12,9 +12,7 @@ from typing import Any
 from campaigns.core.errors import EdmError
 from campaigns.core.models import JobState
 from campaigns.core.settings import Settings
-from campaigns.lists.suppression import (
-    SuppressionReason,
-)
+from campaigns.lists.suppression import SETTABLE_REASONS
 
 EXIT_ERROR = 1
 
@@ -58,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--json", action="store_true", help="print the report as JSON")
     importing.set_defaults(handler="lists:import_file")
     _add_list_housekeeping(lists)
+    show = lists.add_parser("show", help="one list: size, fields, creation")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler="lists:show")
+    export = lists.add_parser("export", help="a list as CSV (email, then its fields)")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("--csv", type=Path, metavar="PATH", help="write here, not to stdout")
+    export.set_defaults(handler="lists:export")
 
     campaigns = commands.add_parser("campaigns", help="campaigns").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -153,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_campaign_housekeeping(campaigns)
     _add_template_commands(commands)
+    _add_recipient_commands(commands)
     _add_send_command(commands)
     _add_suppression_commands(commands)
     _add_dkim_commands(commands)
@@ -266,6 +273,51 @@ def _add_template_commands(commands: Any) -> None:
     rename.set_defaults(handler="templates:rename")
 
 
+def _add_recipient_commands(commands: Any) -> None:
+    recipients = commands.add_parser(
+        "recipients", help="a person across lists: show, correct, remove, export, erase"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = recipients.add_parser("show", help="lists, fields, suppression, messages, events")
+    show.add_argument("email", metavar="EMAIL")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler="recipients:show")
+    update = recipients.add_parser("update", help="set fields of the person in one list")
+    update.add_argument("email", metavar="EMAIL")
+    update.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    update.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        dest="fields",
+        metavar="NAME=VALUE",
+        help="repeatable; an empty VALUE clears the field",
+    )
+    update.set_defaults(handler="recipients:update")
+    remove = recipients.add_parser("remove", help="take the person out of one list")
+    remove.add_argument("email", metavar="EMAIL")
+    remove.add_argument("--list", required=True, dest="list_name", metavar="NAME")
+    remove.set_defaults(handler="recipients:remove")
+    export = recipients.add_parser("export", help="everything held about the person, as JSON")
+    export.add_argument("email", metavar="EMAIL")
+    export.add_argument("--out", type=Path, metavar="PATH", help="write here, not to stdout")
+    export.set_defaults(handler="recipients:export")
+    erase = recipients.add_parser(
+        "erase", help="remove the address from everything; only a keyed hash stays suppressed"
+    )
+    erase.add_argument("email", metavar="EMAIL")
+    erase.add_argument("--json", action="store_true")
+    erase.set_defaults(handler="recipients:erase")
+
+    maintenance = commands.add_parser("maintenance", help="housekeeping").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    prune = maintenance.add_parser(
+        "prune", help="drop events and reply texts older than EDM_EVENT_RETENTION_DAYS"
+    )
+    prune.add_argument("--json", action="store_true")
+    prune.set_defaults(handler="recipients:prune")
+
+
 def _add_send_command(commands: Any) -> None:
     send = commands.add_parser(
         "send", help="send one transactional message (what POST /api/tx does)"
@@ -287,7 +339,7 @@ def _add_send_command(commands: Any) -> None:
 
 def _add_suppression_commands(commands: Any) -> None:
 
-    reasons = [reason.value for reason in SuppressionReason]
+    reasons = [reason.value for reason in SETTABLE_REASONS]
     suppression = commands.add_parser(
         "suppression", help="addresses never mailed again"
     ).add_subparsers(dest="action", required=True, metavar="ACTION")

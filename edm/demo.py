@@ -42,7 +42,7 @@ def run_demo(settings: Settings, *, serve_port: int | None = None) -> None:
     )
     database = open_database(settings.resolved_database_url)
 
-    report = import_recipients(database, DEMO_LIST, "demo")
+    report = import_recipients(database, DEMO_LIST, "demo", secret=settings.secret)
     console.print(
         f"Imported [bold]{report.imported}[/] recipients from {DEMO_LIST.name}: "
         f"{report.rejected} rejected, {report.duplicates} duplicates merged"

@@ -29,6 +29,7 @@ from campaigns.core.models import EventKind, Job, JobEvent, JobState, Recipient,
 from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.smtp_replies import find_smtp_code
 from campaigns.core.storage import rows_matched
+from campaigns.lists.holding_lists import is_erased_row_key
 from campaigns.lists.suppression import SuppressionReason, insert_new_suppressions, suppression_row
 
 BOUNCE_COUNTER = {
@@ -64,12 +65,15 @@ class Feedback:
     reported_recipient: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def event_detail(self) -> dict[str, Any]:
+    def event_detail(self, *, personal: bool = True) -> dict[str, Any]:
+        """What the event keeps; without ``personal``, only the status and class, no texts."""
         detail: dict[str, Any] = {"dedup_key": self.dedup_key, "source": self.source}
         if self.bounce_class is not None:
             detail["class"] = bounce_event_class(self.bounce_class)
         if self.status:
             detail["status"] = self.status
+        if not personal:
+            return detail
         if self.diagnostic:
             detail["diagnostic"] = self.diagnostic[:1000]
         if self.reported_recipient:
@@ -109,12 +113,14 @@ def apply_feedback(
     if feedback.bounce_class is not None:
         counters = (BOUNCE_COUNTER[feedback.bounce_class],)
     now = utc_now()
+    erased = is_erased_row_key(row.email_key)
     record_event(
         session,
         job_id=job_id,
         campaign_id=row.campaign_id,
         kind=feedback.kind,
-        detail=feedback.event_detail(),
+        # A report about an erased person still counts, but its texts would name them again.
+        detail=feedback.event_detail(personal=not erased),
         occurred_at=now,
         extra_counters=counters,
     )
@@ -135,7 +141,8 @@ def apply_feedback(
                 f"last: {_describe(feedback)}",
             )
     suppressed_as = None
-    if suppression is not None:
+    # An erased address is suppressed already, by its keyed hash.
+    if suppression is not None and not erased:
         reason, detail = suppression
         if insert_new_suppressions(session, [suppression_row(row.email_key, reason, detail, now)]):
             suppressed_as = str(reason)

@@ -480,3 +480,18 @@ class WebhookAttempt(Base):
     """The receiver's HTTP status; None when no answer came (``error`` says why)."""
     response_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(300))
+
+
+class AuditEntry(Base):
+    """Who did what to people's data, and when (``edm recipients erase``, exports): never the
+    address itself, so the log of an erasure does not undo it."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(400))
+    """``user:<id> <email>`` for a dashboard account, ``cli:<login>`` for the command line."""
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Counts of what the action touched."""

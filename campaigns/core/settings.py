@@ -74,6 +74,12 @@ class Settings:
     sender_domains: str = ""
     """Comma-separated domains a dashboard test message may be sent From; empty means
     ``dkim_domain`` alone, and with neither, test messages are refused."""
+    blocked_domains: str = ""
+    """Comma-separated domains (and their subdomains) never imported into a list and never
+    mailed; see ``campaigns.lists.blocked_domains``."""
+    event_retention_days: float = 0.0
+    """``edm maintenance prune`` drops events and relay reply texts older than this; 0 keeps
+    them for ever."""
     templates_dir: Path | None = None
     """The email templates folder; none means the checkout's ``templates/``, or in an installed
     copy ``data_dir/templates`` filled with the examples on first use (see
@@ -200,6 +206,14 @@ class Settings:
         self._check_outgoing_webhooks()
         if self.max_upload_bytes < 1:
             raise ConfigError(f"EDM_MAX_UPLOAD_BYTES: at least 1, got {self.max_upload_bytes!r}")
+        self._check_audience_settings()
+
+    def _check_audience_settings(self) -> None:
+        if self.event_retention_days < 0:
+            raise ConfigError(
+                f"EDM_EVENT_RETENTION_DAYS: 0 or more, got {self.event_retention_days!r}"
+            )
+        self.blocked_domain_set()
 
     def _check_outgoing_webhooks(self) -> None:
         if self.outgoing_webhook_batch_size < 1 or self.outgoing_webhook_timeout_s <= 0:
@@ -243,6 +257,18 @@ class Settings:
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'edm.sqlite3').resolve()}"
+
+    def blocked_domain_set(self) -> frozenset[str]:
+        """``blocked_domains`` as lower-case domains; raises ConfigError naming a bad one."""
+        domains = set()
+        for raw in self.blocked_domains.split(","):
+            domain = raw.strip().lower().strip(".")
+            if not raw.strip():
+                continue
+            if not domain or "@" in domain or any(ch.isspace() for ch in domain):
+                raise ConfigError(f"EDM_BLOCKED_DOMAINS: {raw.strip()!r} is not a domain")
+            domains.add(domain)
+        return frozenset(domains)
 
     @property
     def complaint_reporter_domain_list(self) -> tuple[str, ...]:

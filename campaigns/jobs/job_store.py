@@ -37,6 +37,7 @@ from campaigns.core.models import (
 )
 from campaigns.core.reply_classes import ReplyClass, bounce_event_class
 from campaigns.core.storage import Database, rows_matched
+from campaigns.lists.blocked_domains import blocked_domain
 from campaigns.lists.suppression import (
     SuppressionReason,
     insert_new_suppressions,
@@ -76,9 +77,15 @@ class JobOutcome:
 
 
 def claim_jobs(
-    database: Database, job_ids: Sequence[int], *, worker_id: str, lease_s: float
+    database: Database,
+    job_ids: Sequence[int],
+    *,
+    worker_id: str,
+    lease_s: float,
+    blocked_domains: frozenset[str] = frozenset(),
 ) -> list[ClaimedJob]:
-    """Take the still-claimable jobs among ``job_ids`` for this worker; others are skipped."""
+    """Take the still-claimable jobs among ``job_ids`` for this worker; others are skipped.
+    Jobs whose address is suppressed, or at one of ``blocked_domains``, end ``suppressed``."""
     now = utc_now()
     claimed_ids: list[int] = []
     with database.session() as session:
@@ -121,6 +128,9 @@ def claim_jobs(
             for row in rows:
                 # Checked again at send time: an address may be suppressed after the campaign began.
                 if row.reason is not None and suppression_blocks(row.reason, row.category):
+                    suppressed_ids.append(row.id)
+                    continue
+                if blocked_domain(row.email, blocked_domains) is not None:
                     suppressed_ids.append(row.id)
                     continue
                 claimed.append(

@@ -38,6 +38,7 @@ from campaigns.core.models import (
 from campaigns.core.storage import Database, rows_matched
 from campaigns.jobs.state_counts import job_state_counts
 from campaigns.lifecycle.send_times import LocalTimePlan, local_send_times, spread_slots
+from campaigns.lists.holding_lists import is_holding_list
 from campaigns.tracking.message_pipeline import MessagePipeline
 
 FINAL_CAMPAIGN_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
@@ -429,6 +430,7 @@ def _campaign(session: Any, campaign_id: int, *, for_update: bool = False) -> Ca
 
 def _list_by_name(session: Any, list_name: str) -> RecipientList:
     recipient_list = session.scalar(select(RecipientList).where(RecipientList.name == list_name))
-    if recipient_list is None:
+    # Holding lists keep removed and erased people's rows for their history, not to be mailed.
+    if recipient_list is None or is_holding_list(list_name):
         raise NotFound(f"list {list_name!r} not found (import one with `edm lists import`)")
     return recipient_list

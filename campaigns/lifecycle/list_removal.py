@@ -16,6 +16,7 @@ from campaigns.core.errors import InputError, NotFound, StateError
 from campaigns.core.job_predicates import transactional_list_ids
 from campaigns.core.models import Campaign, Job, Recipient, RecipientList
 from campaigns.core.storage import Database
+from campaigns.lists.holding_lists import is_holding_list
 
 MAX_LIST_NAME_CHARS = 200
 
@@ -59,8 +60,8 @@ def list_id_by_name(database: Database, name: str) -> int:
                 RecipientList.name == name, RecipientList.id.not_in(transactional_list_ids())
             )
         )
-    if list_id is None:
-        raise NotFound(f"list {name!r} not found")
+    if list_id is None or is_holding_list(name):
+        raise NotFound(f"list: no list named {name[:200]!r}")
     return int(list_id)
 
 

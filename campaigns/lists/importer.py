@@ -18,11 +18,14 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from campaigns.core.errors import CsvImportError, InputError
+from campaigns.core.errors import ConfigError, CsvImportError, InputError
 from campaigns.core.models import Recipient, RecipientList, Suppression, utc_now
 from campaigns.core.storage import Database
+from campaigns.lists.blocked_domains import blocked_domain
 from campaigns.lists.csv_source import CsvChunk, detect_layout, read_chunks
+from campaigns.lists.erased_addresses import ERASED_PREFIX, erased_key
 from campaigns.lists.fields import EMAIL_FIELD, email_key, find_email_column, normalise_email
+from campaigns.lists.holding_lists import check_audience_list_name
 
 LOOKUP_BATCH = 500
 """Keys per ``IN (...)`` list: below SQLite's bound-parameter limit on every version."""
@@ -84,14 +87,20 @@ def import_recipients(
     *,
     encoding: str | None = None,
     chunk_rows: int = 20_000,
+    secret: bytes | None = None,
+    blocked_domains: frozenset[str] = frozenset(),
 ) -> ImportReport:
     """Import ``path`` into the list ``list_name`` (created when missing) in one transaction.
 
     Raises CsvImportError, and writes nothing, when the file cannot be read to its end.
-    Bad rows do not stop the import: they are counted and listed in the report.
+    Bad rows do not stop the import: they are counted and listed in the report. Addresses at a
+    domain of ``blocked_domains`` are rejected; erased addresses (found with the installation's
+    ``secret``, see ``erased_addresses``) are counted as suppressed. Without ``secret`` an
+    installation that has erased anyone refuses to import, rather than let them back in.
     """
     if chunk_rows < 1:
         raise InputError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    check_audience_list_name(list_name)
     path = Path(path)
     layout = detect_layout(path, encoding)
     try:
@@ -103,9 +112,9 @@ def import_recipients(
     report = ImportReport(list_name=list_name, path=str(path))
     with database.session() as session:
         recipient_list = _list_with_fields(session, list_name, field_names)
-        merger = _ListMerger(session, recipient_list.id, report)
+        merger = _ListMerger(session, recipient_list.id, report, secret)
         for chunk in read_chunks(path, layout, chunk_rows):
-            merger.add_chunk(_valid_rows(chunk, email_index, field_names, report))
+            merger.add_chunk(_valid_rows(chunk, email_index, field_names, report, blocked_domains))
         if not report.rows:
             # Raised inside the transaction: a list made for this file goes with it.
             raise CsvImportError(f"{path}: line 2: a header and no rows; nothing imported")
@@ -114,7 +123,11 @@ def import_recipients(
 
 
 def _valid_rows(
-    chunk: CsvChunk, email_index: int, field_names: list[str], report: ImportReport
+    chunk: CsvChunk,
+    email_index: int,
+    field_names: list[str],
+    report: ImportReport,
+    blocked_domains: frozenset[str],
 ) -> Iterator[tuple[str, str, dict[str, str]]]:
     """(email_key, address, fields) of the chunk's valid rows, in file order."""
     for line, reason in chunk.malformed:
@@ -129,6 +142,10 @@ def _valid_rows(
         except InputError as error:
             report.reject(line, f"invalid email address {_shown(raw_address)}: {error}")
             continue
+        blocked = blocked_domain(address, blocked_domains)
+        if blocked is not None:
+            report.reject(line, f"the domain {blocked} is blocked (EDM_BLOCKED_DOMAINS)")
+            continue
         fields = dict(zip(field_names, map(str.strip, values), strict=True))
         fields[EMAIL_FIELD] = address
         yield email_key(address), address, fields
@@ -137,7 +154,9 @@ def _valid_rows(
 class _ListMerger:
     """Merges chunks of valid rows into one list, remembering only the keys already seen."""
 
-    def __init__(self, session: Session, list_id: int, report: ImportReport) -> None:
+    def __init__(
+        self, session: Session, list_id: int, report: ImportReport, secret: bytes | None
+    ) -> None:
         self._session = session
         self._list_id = list_id
         self._report = report
@@ -151,6 +170,17 @@ class _ListMerger:
             is not None
         )
         self._any_suppressed = session.scalar(select(Suppression.email_key).limit(1)) is not None
+        any_erased = (
+            session.scalar(
+                select(Suppression.email_key)
+                .where(Suppression.email_key.startswith(ERASED_PREFIX))
+                .limit(1)
+            )
+            is not None
+        )
+        if any_erased and secret is None:
+            raise ConfigError("the secret key is needed to keep erased addresses out of lists")
+        self._erasure_secret = secret if any_erased else None
 
     def add_chunk(self, rows: Iterable[tuple[str, str, dict[str, str]]]) -> None:
         # New to this import: the row to insert, later repeats merged in.
@@ -213,9 +243,14 @@ class _ListMerger:
 
     def _suppressed(self, keys: list[str]) -> set[str]:
         found: set[str] = set()
-        for batch in _batches(keys):
-            query = select(Suppression.email_key).where(Suppression.email_key.in_(batch))
-            found.update(self._session.scalars(query))
+        secret = self._erasure_secret
+        # Each key is looked up twice with a secret: half as many keys keep the parameter count.
+        for batch in _batches(keys, LOOKUP_BATCH // 2 if secret else LOOKUP_BATCH):
+            hashed = {erased_key(secret, key): key for key in batch} if secret else {}
+            query = select(Suppression.email_key).where(
+                Suppression.email_key.in_([*batch, *hashed])
+            )
+            found.update(hashed.get(key, key) for key in self._session.scalars(query))
         return found
 
     def _existing(self, keys: list[str]) -> dict[str, tuple[int, str, dict[str, str]]]:
@@ -325,9 +360,9 @@ def _list_with_fields(session: Session, name: str, field_names: list[str]) -> Re
     return recipient_list
 
 
-def _batches(keys: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(keys), LOOKUP_BATCH):
-        yield keys[start : start + LOOKUP_BATCH]
+def _batches(keys: list[str], size: int = LOOKUP_BATCH) -> Iterable[list[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
 
 
 def _shown(value: str) -> str:

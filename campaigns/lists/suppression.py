@@ -35,6 +35,13 @@ class SuppressionReason(enum.StrEnum):
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
     MANUAL = "manual"
+    ERASED = "erased"
+    """Only a keyed hash is kept (``erased_addresses``); set by erasure, never by hand."""
+
+
+SETTABLE_REASONS = tuple(
+    reason for reason in SuppressionReason if reason != SuppressionReason.ERASED
+)
 
 
 TRANSACTIONAL_CATEGORY = "transactional"
@@ -58,10 +65,13 @@ class SuppressedAddress:
 
 def parse_reason(value: str, what: str = "--reason") -> SuppressionReason:
     try:
-        return SuppressionReason(value.strip().lower())
+        reason = SuppressionReason(value.strip().lower())
     except ValueError:
-        choices = ", ".join(reason.value for reason in SuppressionReason)
+        reason = None
+    if reason not in SETTABLE_REASONS:
+        choices = ", ".join(reason.value for reason in SETTABLE_REASONS)
         raise InputError(f"{what}: {value!r} is not one of {choices}") from None
+    return reason
 
 
 def add_suppressions(

@@ -29,6 +29,7 @@ from campaigns.core.models import (
 )
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
+from campaigns.lists.erased_addresses import erased_key
 from campaigns.lists.suppression import suppression_blocks
 from campaigns.transactional.content import (
     INLINE_TEMPLATE,
@@ -80,7 +81,7 @@ def submit_message(
         earlier = _earlier_message(database, idempotency_scope, key, now)
         if earlier is not None:
             return earlier
-    _check_suppression(database, checked)
+    _check_suppression(database, checked, settings.secret)
     message = _message_row(checked, settings, idempotency_scope)
     stream = stream_for(database, request.category)
     _check_renders(message, checked, settings, stream.campaign_uuid)
@@ -119,16 +120,22 @@ def _earlier_message(database: Database, scope: str, key: str, now: datetime) ->
         return None
 
 
-def _check_suppression(database: Database, checked: CheckedRequest) -> None:
-    reason = blocking_suppression(database, checked.to_key, checked.request.category)
+def _check_suppression(database: Database, checked: CheckedRequest, secret: bytes) -> None:
+    reason = blocking_suppression(database, checked.to_key, checked.request.category, secret)
     if reason is not None:
         raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
 
 
-def blocking_suppression(database: Database, to_key: str, category: str) -> str | None:
-    """Why mail of ``category`` must not go to ``to_key`` (a hard bounce, a complaint), if so."""
+def blocking_suppression(
+    database: Database, to_key: str, category: str, secret: bytes
+) -> str | None:
+    """Why mail of ``category`` must not go to ``to_key`` (a hard bounce, a complaint, an
+    erasure, whose entry is the address's keyed hash made with ``secret``), if so."""
+    keys = (to_key, erased_key(secret, to_key))
     with database.session() as session:
-        reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == to_key))
+        reason = session.scalar(
+            select(Suppression.reason).where(Suppression.email_key.in_(keys)).limit(1)
+        )
     return reason if reason is not None and suppression_blocks(reason, category) else None
 
 

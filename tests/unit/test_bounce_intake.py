@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from campaigns.audience.erasure import erase_person
 from campaigns.bounces.intake import BounceIntake, IntakeOutcome
 from campaigns.bounces.policy import BouncePolicy
 from campaigns.core.errors import InputError
@@ -246,3 +247,20 @@ def test_a_mailbox_url_is_checked_before_anything_runs(database_url: str, tmp_pa
     ):
         with pytest.raises(InputError, match=problem):
             parse_mailbox_url(url)
+
+
+def test_a_bounce_for_an_erased_person_counts_but_names_no_one(
+    database: Database, intake: BounceIntake, tmp_path: Path
+) -> None:
+    (job,) = sent_jobs(database, 1, secret=SECRET)
+    erase_person(database, job.recipient, secret=SECRET, data_dir=tmp_path, actor="test")
+    before = suppressions(database)
+
+    result = intake.receive_mail(message_for(job, "postfix_user_unknown"))
+
+    assert result.outcome == IntakeOutcome.RECORDED
+    assert campaign_counters(database, job.campaign_id) == {"bounces": 1, "bounces_hard": 1}
+    [event] = job_history(database, job.job_id)
+    assert set(event.detail) == {"dedup_key", "source", "class", "status"}
+    assert job.recipient not in str(event.detail)
+    assert suppressions(database) == before

@@ -182,7 +182,11 @@ async def deliver_batch(
     started = time.monotonic()
     settings = context.settings
     claimed = claim_jobs(
-        context.database, job_ids, worker_id=context.worker_id, lease_s=settings.lease_s
+        context.database,
+        job_ids,
+        worker_id=context.worker_id,
+        lease_s=settings.lease_s,
+        blocked_domains=settings.blocked_domain_set(),
     )
     if not claimed:
         return BatchSummary(0, {}, 0, time.monotonic() - started)

@@ -136,7 +136,11 @@ class SubmissionHandler:
         except InputError as error:
             return f"553 5.1.3 <{address}>: {error}"
         reason = await asyncio.to_thread(
-            blocking_suppression, self.database, to_key, TRANSACTIONAL_CATEGORY
+            blocking_suppression,
+            self.database,
+            to_key,
+            TRANSACTIONAL_CATEGORY,
+            self.settings.secret,
         )
         if reason is not None:
             return f"550 5.7.1 <{address}>: recipient suppressed ({reason})"
