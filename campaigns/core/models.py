@@ -398,6 +398,9 @@ class TransactionalMessage(Base):
     """Whose keys these are: ``user:<id>`` for an API token's owner, ``cli`` for ``edm send``."""
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     """Cleared once older than a day, when the same key comes again (so it can be used anew)."""
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    """Of the request as recorded (``request_fingerprint``): the same key with another request
+    is refused instead of answered with this message's id. None for messages older than it."""
     from_address: Mapped[str] = mapped_column(String(400))
     reply_to: Mapped[str | None] = mapped_column(String(400))
     to_name: Mapped[str | None] = mapped_column(String(200))
