@@ -360,6 +360,18 @@ class ImportTask(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class SubmittedMime(Base):
+    """The bytes of a message an application submitted by SMTP, kept once however many
+    recipients it had (each recipient's message points here), found again by their hash."""
+
+    __tablename__ = "submitted_mime"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
 class TransactionalStream(Base):
     """A category of one-to-one mail (``transactional`` and any other) and the system campaign
     whose jobs carry its messages, so they share the campaigns' claims, transmit marks, retries,
@@ -415,5 +427,7 @@ class TransactionalMessage(Base):
     """``filename``, ``content_type`` and ``content`` (base64) of each attachment."""
     raw_mime: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The whole message as an application submitted it by SMTP, kept byte for byte; the
-    template columns are empty then. None for a message made from a template or inline parts."""
+    template columns are empty then. None for a message made from a template or inline parts,
+    and for one submitted since ``mime_id`` (its bytes are there, shared by its recipients)."""
+    mime_id: Mapped[int | None] = mapped_column(ForeignKey("submitted_mime.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -73,6 +73,9 @@ class MessageRequest:
     idempotency_key: str | None = None
     raw_mime: bytes | None = None
     """A whole message as an application submitted it by SMTP, sent as it is (``raw_mime``)."""
+    mime_id: int | None = None
+    """Where ``raw_mime`` is stored already (``submitted_mime.stored_mime``): the message points
+    there instead of keeping a copy of its own."""
 
 
 @dataclass(frozen=True)

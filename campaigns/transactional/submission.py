@@ -177,7 +177,8 @@ def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> Tra
         headers=checked.headers,
         tags=list(request.tags),
         track=request.track,
-        raw_mime=request.raw_mime,
+        raw_mime=request.raw_mime if request.mime_id is None else None,
+        mime_id=request.mime_id,
         attachments=[
             {
                 "filename": attachment.filename,
@@ -194,10 +195,11 @@ def _check_renders(
 ) -> None:
     """Render and build it as its worker will: a missing merge field, a bad address or header
     is the caller's error now, not a failed job later."""
-    if message.raw_mime is not None:
-        raw_mime_pipeline(
-            message, message.raw_mime, stream_uuid=stream_uuid, settings=settings
-        ).build(job_id=CHECK_JOB_ID)
+    raw = checked.request.raw_mime
+    if raw is not None:
+        raw_mime_pipeline(message, raw, stream_uuid=stream_uuid, settings=settings).build(
+            job_id=CHECK_JOB_ID
+        )
         return
     pipeline = transactional_pipeline(
         message,

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.bounces.verp import find_message_id, find_return_path
-from campaigns.core.models import TransactionalMessage
+from campaigns.core.models import SubmittedMime, TransactionalMessage
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import SuppressionReason, add_suppressions
 from tests.conftest import run_edm, wait_until
@@ -289,7 +289,14 @@ def test_a_submitted_message_is_delivered_as_sent_signed_with_a_verp_return_path
         assert client.sendmail(f"orders@{DOMAIN}", recipients, raw) == {}
     with database.session() as session:
         message_ids = list(session.scalars(select(TransactionalMessage.uuid)))
+        copies = session.execute(
+            select(TransactionalMessage.raw_mime, TransactionalMessage.mime_id)
+        ).all()
+        stored = session.scalars(select(SubmittedMime.raw)).all()
     assert len(message_ids) == 2  # recorded before the 250
+    # The content once, for both recipients' messages.
+    assert stored == [raw] and len({mime_id for _, mime_id in copies}) == 1
+    assert {own for own, _ in copies} == {None}
 
     assert wait_until(lambda: len(smtp_server.messages) == 2, timeout_s=60)
     secret = api.settings.secret

@@ -35,6 +35,7 @@ from campaigns.transactional.raw_mime import MAX_FROM_ADDRESSES, canonical_messa
 from campaigns.transactional.requests import MessageRequest
 from campaigns.transactional.smtp_credentials import SmtpLogin, verify_smtp_login
 from campaigns.transactional.submission import Publish, blocking_suppression, submit_message
+from campaigns.transactional.submitted_mime import forget_unused_mime, stored_mime
 from workers.receivers.login_backoff import LoginBackoff
 
 log = logging.getLogger("edm.submit")
@@ -227,10 +228,15 @@ class SubmissionHandler:
         refused = next((sender for sender in senders if not login.may_send_as(sender)), None)
         if refused is not None:
             return f"550 5.7.1 From <{refused}>: sender domain not allowed for this login"
-        record = self._recorder(login, envelope.mail_from, raw)
         try:
-            for recipient in envelope.rcpt_tos:
-                await asyncio.to_thread(record, recipient)
+            # One copy of the bytes, however many recipients: each message points at it.
+            mime_id = await asyncio.to_thread(stored_mime, self.database, raw)
+            record = self._recorder(login, envelope.mail_from, raw, mime_id)
+            try:
+                for recipient in envelope.rcpt_tos:
+                    await asyncio.to_thread(record, recipient)
+            finally:
+                await asyncio.to_thread(forget_unused_mime, self.database, mime_id)
         except InputError as error:
             return f"554 5.6.0 Message refused: {error}"
         except StateError as error:
@@ -240,7 +246,9 @@ class SubmissionHandler:
             return "451 4.3.0 Temporary failure recording the message, try again later"
         return f"250 2.0.0 OK: {len(envelope.rcpt_tos)} message(s) queued"
 
-    def _recorder(self, login: SmtpLogin, sender: str, raw: bytes) -> Callable[[str], None]:
+    def _recorder(
+        self, login: SmtpLogin, sender: str, raw: bytes, mime_id: int
+    ) -> Callable[[str], None]:
         def record(recipient: str) -> None:
             # Keyed by content and recipient: a client that resends after a 451 part-way through
             # gets no second copy for the recipients recorded the first time.
@@ -248,7 +256,11 @@ class SubmissionHandler:
             submit_message(
                 self.database,
                 MessageRequest(
-                    to=recipient, from_address=sender, raw_mime=raw, idempotency_key=key
+                    to=recipient,
+                    from_address=sender,
+                    raw_mime=raw,
+                    mime_id=mime_id,
+                    idempotency_key=key,
                 ),
                 settings=self.settings,
                 idempotency_scope=f"{SMTP_SCOPE_PREFIX}{login.id}",
