@@ -94,9 +94,13 @@ class MessageOut(BaseModel):
         "rendering, DKIM, VERP return path, relays and limits as campaigns. An address "
         "suppressed for a hard bounce, complaint or by hand answers 409; a marketing "
         "unsubscribe does not stop the `transactional` category. The same `Idempotency-Key` "
-        "within 24 hours answers the first message's id and sends nothing more."
+        "within 24 hours answers the first message's id and sends nothing more; the same key "
+        "with a different request answers 422 naming `Idempotency-Key` and records nothing."
     ),
-    responses={409: {"description": "the address is suppressed"}},
+    responses={
+        409: {"description": "the address is suppressed"},
+        422: {"description": "a malformed field, or an Idempotency-Key used for another request"},
+    },
     dependencies=[RequireEditor],
 )
 def post_message(

@@ -19,6 +19,8 @@ class WorkersOut(BaseModel):
     broker: str
     broker_error: str | None
     online: int
+    transactional_processes: int
+    """Processes of the transactional lane online, across every worker host."""
     workers: list[WorkerRow]
     queued_batches: int | None
     due_jobs: int | None
@@ -47,6 +49,7 @@ def workers_out(snapshot: WorkersSnapshot) -> WorkersOut:
         broker=snapshot.broker,
         broker_error=snapshot.broker_error,
         online=snapshot.online,
+        transactional_processes=snapshot.transactional_processes,
         workers=snapshot.workers,
         queued_batches=snapshot.queued_batches,
         due_jobs=snapshot.due_jobs,

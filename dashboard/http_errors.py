@@ -16,7 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.core.errors import EdmError, InputError, NotFound, ServiceUnavailable, StateError
+from campaigns.core.errors import (
+    ConflictingRequest,
+    EdmError,
+    InputError,
+    NotFound,
+    ServiceUnavailable,
+    StateError,
+)
 from dashboard.auth import CsrfRefused, RoleRefused, SignInRequired
 from public_endpoints.access_log import redacted_request_target
 
@@ -32,6 +39,8 @@ def status_of(error: EdmError) -> int:
         return 409
     if isinstance(error, ServiceUnavailable):
         return 503
+    if isinstance(error, ConflictingRequest):
+        return 422
     if isinstance(error, InputError):
         return 400
     return 400

@@ -52,7 +52,7 @@ from campaigns.jobs.state_counts import job_state_counts_by_campaign, job_state_
 from workers.celery_app import make_celery
 from workers.delivery.send_rate_counters import measured_send_rates
 from workers.embedded_redis import known_redis_url, redacted_url
-from workers.liveness import is_our_worker, queue_depth
+from workers.liveness import is_our_worker, is_transactional_lane, queue_depth
 from workers.relays.config import load_relay_config
 from workers.relays.rates import effective_rates
 
@@ -66,6 +66,7 @@ NO_REDIS_YET = "no Redis yet: start a worker (`edm worker`) or set EDM_REDIS_URL
 WATCHED_CAMPAIGN_STATES = (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED)
 MAX_SAMPLE_PAUSE_S = 1.5
 """Counts shown live are at most about this old (plus one pass)."""
+TRANSACTIONAL_LANE = "transactional"
 LATER_RECOUNT_FACTOR = 20.0
 """Jobs planned for later are recounted after 20 times as long as counting them took."""
 
@@ -108,6 +109,8 @@ class WorkerRow:
     online: bool
     last_heartbeat: datetime | None
     queues: list[str] | None
+    lane: str = "campaign"
+    """``transactional`` for the processes of ``edm worker`` that take one-to-one mail only."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,15 @@ class WorkersSnapshot:
     @property
     def online(self) -> int:
         return sum(1 for worker in self.workers if worker.online)
+
+    @property
+    def transactional_processes(self) -> int:
+        """Processes of the transactional lane online (its node's pool size)."""
+        return sum(
+            worker.concurrency or 0
+            for worker in self.workers
+            if worker.online and worker.lane == TRANSACTIONAL_LANE
+        )
 
 
 @dataclass
@@ -256,6 +268,7 @@ class WorkerMonitor:
                 if worker.last_heartbeat
                 else None,
                 queues=list(worker.queues) if worker.queues is not None else None,
+                lane=TRANSACTIONAL_LANE if is_transactional_lane(worker.hostname) else "campaign",
             )
             for worker in workers
         ]

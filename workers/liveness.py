@@ -15,18 +15,32 @@ from workers.redis_keys import delivery_queue_key, dispatcher_lock_key
 
 WORKER_HOSTNAME_PREFIX = "edm-"
 """``edm worker`` names its Celery node ``edm-<pid>@<host>``; other Celery apps are not ours."""
+TRANSACTIONAL_HOSTNAME_PREFIX = f"tx-{WORKER_HOSTNAME_PREFIX}"
+"""The transactional lane's node beside it: ``tx-edm-<pid>@<host>``."""
 
 
 def worker_hostname(pid: int, host: str) -> str:
     return f"{WORKER_HOSTNAME_PREFIX}{pid}@{host}"
 
 
+def transactional_queue_name(queue_name: str) -> str:
+    """The transactional lane's queue beside the campaign queue ``queue_name``."""
+    return f"{queue_name}.tx"
+
+
+def is_transactional_lane(hostname: str) -> bool:
+    return hostname.startswith(TRANSACTIONAL_HOSTNAME_PREFIX)
+
+
 def is_our_worker(hostname: str, queues: Iterable[str] | None, queue_name: str) -> bool:
-    """An ``edm worker`` consuming ``queue_name``; ``queues`` None (not known yet) counts as ours,
-    since a worker named like ours most likely is."""
-    if not hostname.startswith(WORKER_HOSTNAME_PREFIX):
+    """An ``edm worker`` (or its transactional lane) consuming ``queue_name`` (or its lane's
+    queue); ``queues`` None (not known yet) counts as ours, since a worker named like ours most
+    likely is."""
+    if not (hostname.startswith(WORKER_HOSTNAME_PREFIX) or is_transactional_lane(hostname)):
         return False
-    return queues is None or queue_name in queues
+    if queues is None:
+        return True
+    return bool({queue_name, transactional_queue_name(queue_name)} & set(queues))
 
 
 def queue_depth(client: redis.Redis, queue_name: str) -> int:

@@ -24,7 +24,10 @@ from campaigns.core.settings import Settings
 from workers.celery_app import app, make_celery
 from workers.child_processes import python_module_running
 from workers.embedded_redis import known_redis_url
-from workers.liveness import worker_hostname
+from workers.liveness import (
+    TRANSACTIONAL_HOSTNAME_PREFIX,
+    transactional_queue_name,
+)
 from workers.tasks import DELIVER_BATCH
 
 log = logging.getLogger("edm.transactional")
@@ -35,7 +38,7 @@ dispatcher publishes it again if this fails."""
 
 
 def transactional_queue(settings: Settings) -> str:
-    return f"{settings.queue_name}.tx"
+    return transactional_queue_name(settings.queue_name)
 
 
 def publish_on(celery: Celery, settings: Settings, job_ids: Sequence[int]) -> None:
@@ -102,7 +105,7 @@ def main() -> None:
             f"--concurrency={settings.tx_processes}",
             "--pool=prefork",
             f"--queues={transactional_queue(settings)}",
-            f"--hostname=tx-{worker_hostname(os.getpid(), socket.gethostname())}",
+            f"--hostname={TRANSACTIONAL_HOSTNAME_PREFIX}{os.getpid()}@{socket.gethostname()}",
             "--loglevel=INFO",
             "--without-mingle",
         ]

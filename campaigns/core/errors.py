@@ -13,6 +13,10 @@ class InputError(EdmError):
     """A file, field or argument the user gave cannot be used."""
 
 
+class ConflictingRequest(InputError):
+    """The request reuses a key (an Idempotency-Key) that an earlier, different request used."""
+
+
 class CsvImportError(InputError):
     """A recipient CSV cannot be read at all; nothing was imported."""
 

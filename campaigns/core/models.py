@@ -363,6 +363,18 @@ class ImportTask(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class SubmittedMime(Base):
+    """The bytes of a message an application submitted by SMTP, kept once however many
+    recipients it had (each recipient's message points here), found again by their hash."""
+
+    __tablename__ = "submitted_mime"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
 class TransactionalStream(Base):
     """A category of one-to-one mail (``transactional`` and any other) and the system campaign
     whose jobs carry its messages, so they share the campaigns' claims, transmit marks, retries,
@@ -401,6 +413,9 @@ class TransactionalMessage(Base):
     """Whose keys these are: ``user:<id>`` for an API token's owner, ``cli`` for ``edm send``."""
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     """Cleared once older than a day, when the same key comes again (so it can be used anew)."""
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    """Of the request as recorded (``request_fingerprint``): the same key with another request
+    is refused instead of answered with this message's id. None for messages older than it."""
     from_address: Mapped[str] = mapped_column(String(400))
     reply_to: Mapped[str | None] = mapped_column(String(400))
     to_name: Mapped[str | None] = mapped_column(String(200))
@@ -415,7 +430,9 @@ class TransactionalMessage(Base):
     """``filename``, ``content_type`` and ``content`` (base64) of each attachment."""
     raw_mime: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The whole message as an application submitted it by SMTP, kept byte for byte; the
-    template columns are empty then. None for a message made from a template or inline parts."""
+    template columns are empty then. None for a message made from a template or inline parts,
+    and for one submitted since ``mime_id`` (its bytes are there, shared by its recipients)."""
+    mime_id: Mapped[int | None] = mapped_column(ForeignKey("submitted_mime.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 

@@ -23,7 +23,7 @@ from campaigns.content.templating import (
     load_template,
 )
 from campaigns.core.errors import EdmError, InputError
-from campaigns.core.models import Campaign, Job, TransactionalMessage
+from campaigns.core.models import Campaign, Job, SubmittedMime, TransactionalMessage
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import TRANSACTIONAL_CATEGORY
@@ -121,12 +121,17 @@ def delivery_pipeline(
             .join(Campaign, Campaign.id == Job.campaign_id)
             .where(TransactionalMessage.job_id == job_id)
         ).first()
-    if found is None:
-        raise InputError(f"job {job_id}: no transactional message stored for it")
-    message, stream_id, stream_uuid = found
-    if message.raw_mime is not None:
+        if found is None:
+            raise InputError(f"job {job_id}: no transactional message stored for it")
+        message, stream_id, stream_uuid = found
+        raw = message.raw_mime
+        if message.mime_id is not None:
+            raw = session.scalar(
+                select(SubmittedMime.raw).where(SubmittedMime.id == message.mime_id)
+            )
+    if raw is not None:
         return raw_mime_pipeline(
-            message, message.raw_mime, stream_uuid=stream_uuid, settings=settings, signer=signer
+            message, raw, stream_uuid=stream_uuid, settings=settings, signer=signer
         )
     tracker = None
     if message.track:

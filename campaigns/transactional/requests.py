@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -72,6 +73,9 @@ class MessageRequest:
     idempotency_key: str | None = None
     raw_mime: bytes | None = None
     """A whole message as an application submitted it by SMTP, sent as it is (``raw_mime``)."""
+    mime_id: int | None = None
+    """Where ``raw_mime`` is stored already (``submitted_mime.stored_mime``): the message points
+    there instead of keeping a copy of its own."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,37 @@ def checked_request(
         headers=checked_headers(request.headers),
         attachments=decoded_attachments(request.attachments, max_attachment_bytes),
     )
+
+
+def request_fingerprint(checked: CheckedRequest) -> str:
+    """SHA-256 of the request in a canonical form (every field but its idempotency key, the
+    address normalised, keys sorted): what the same key must come with again to mean the same
+    message."""
+    request = checked.request
+    canonical = {
+        "to": checked.to,
+        "to_name": request.to_name,
+        "template": request.template,
+        "subject": request.subject,
+        "html": request.html,
+        "text": request.text,
+        "data": request.data,
+        "from": request.from_address,
+        "reply_to": request.reply_to,
+        "headers": checked.headers,
+        "tags": list(request.tags),
+        "category": request.category,
+        "track": request.track,
+        "attachments": [
+            [given.filename, given.content_type, given.content_base64]
+            for given in request.attachments
+        ],
+        "raw_mime": None
+        if request.raw_mime is None
+        else hashlib.sha256(request.raw_mime).hexdigest(),
+    }
+    encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
 def checked_headers(headers: Mapping[str, str]) -> dict[str, str]:

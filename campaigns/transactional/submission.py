@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.content.templating import TemplateSource
-from campaigns.core.errors import InputError, StateError
+from campaigns.core.errors import ConflictingRequest, InputError, StateError
 from campaigns.core.models import (
     Job,
     JobState,
@@ -37,7 +37,12 @@ from campaigns.transactional.content import (
     raw_mime_pipeline,
     transactional_pipeline,
 )
-from campaigns.transactional.requests import CheckedRequest, MessageRequest, checked_request
+from campaigns.transactional.requests import (
+    CheckedRequest,
+    MessageRequest,
+    checked_request,
+    request_fingerprint,
+)
 from campaigns.transactional.streams import stream_for
 
 log = logging.getLogger(__name__)
@@ -76,13 +81,15 @@ def submit_message(
         default_from=settings.tx_from_address,
         max_attachment_bytes=settings.tx_max_attachment_bytes,
     )
+    fingerprint = request_fingerprint(checked)
     key = request.idempotency_key
     if key is not None:
-        earlier = _earlier_message(database, idempotency_scope, key, now)
+        earlier = _earlier_message(database, idempotency_scope, key, fingerprint, now)
         if earlier is not None:
             return earlier
     _check_suppression(database, checked, settings.secret)
     message = _message_row(checked, settings, idempotency_scope)
+    message.request_sha256 = fingerprint
     stream = stream_for(database, request.category)
     _check_renders(message, checked, settings, stream.campaign_uuid)
     accepted = _record(database, message, checked, stream.campaign_id, now)
@@ -95,13 +102,18 @@ def submit_message(
     return accepted
 
 
-def _earlier_message(database: Database, scope: str, key: str, now: datetime) -> Accepted | None:
+def _earlier_message(
+    database: Database, scope: str, key: str, fingerprint: str, now: datetime
+) -> Accepted | None:
+    """The message recorded under ``key`` within a day; ConflictingRequest (nothing recorded)
+    when it was recorded for another request, since answering its id would say this one was."""
     with database.session() as session:
         row = session.execute(
             select(
                 TransactionalMessage.uuid,
                 TransactionalMessage.job_id,
                 TransactionalMessage.created_at,
+                TransactionalMessage.request_sha256,
             ).where(
                 TransactionalMessage.idempotency_scope == scope,
                 TransactionalMessage.idempotency_key == key,
@@ -110,6 +122,11 @@ def _earlier_message(database: Database, scope: str, key: str, now: datetime) ->
         if row is None:
             return None
         if row.created_at > now - IDEMPOTENCY_WINDOW:
+            if row.request_sha256 not in (None, fingerprint):
+                raise ConflictingRequest(
+                    f"Idempotency-Key: {key[:40]!r} was used for another request within 24 "
+                    f"hours (message {row.uuid}); use a new key for a new message"
+                )
             return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
         # A day old: the key is free for a new message; the old one keeps its id.
         session.execute(
@@ -167,7 +184,8 @@ def _message_row(checked: CheckedRequest, settings: Settings, scope: str) -> Tra
         headers=checked.headers,
         tags=list(request.tags),
         track=request.track,
-        raw_mime=request.raw_mime,
+        raw_mime=request.raw_mime if request.mime_id is None else None,
+        mime_id=request.mime_id,
         attachments=[
             {
                 "filename": attachment.filename,
@@ -184,10 +202,11 @@ def _check_renders(
 ) -> None:
     """Render and build it as its worker will: a missing merge field, a bad address or header
     is the caller's error now, not a failed job later."""
-    if message.raw_mime is not None:
-        raw_mime_pipeline(
-            message, message.raw_mime, stream_uuid=stream_uuid, settings=settings
-        ).build(job_id=CHECK_JOB_ID)
+    raw = checked.request.raw_mime
+    if raw is not None:
+        raw_mime_pipeline(message, raw, stream_uuid=stream_uuid, settings=settings).build(
+            job_id=CHECK_JOB_ID
+        )
         return
     pipeline = transactional_pipeline(
         message,
@@ -248,7 +267,8 @@ def _record(
         key = message.idempotency_key
         if key is None:
             raise
-        earlier = _earlier_message(database, message.idempotency_scope, key, now)
+        fingerprint = message.request_sha256 or ""
+        earlier = _earlier_message(database, message.idempotency_scope, key, fingerprint, now)
         if earlier is None:
             raise InputError("Idempotency-Key: in use by a message being recorded; retry") from None
         return earlier

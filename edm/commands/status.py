@@ -19,7 +19,12 @@ from campaigns.lifecycle.campaign_service import campaigns_sending
 from edm.command_helpers import print_json
 from workers.celery_app import make_celery
 from workers.embedded_redis import check_redis, known_redis_url, redacted_url
-from workers.liveness import dispatcher_active, queue_depth, workers_online
+from workers.liveness import (
+    dispatcher_active,
+    is_transactional_lane,
+    queue_depth,
+    workers_online,
+)
 
 EXIT_PROBLEMS = 1
 DATABASE_TIMEOUT_S = 3.0
@@ -176,7 +181,8 @@ def _print_status(status: InstallationStatus) -> None:
     if status.redis == "ok":
         print(f"workers online:    {len(status.workers_online)}")
         for hostname in status.workers_online:
-            print(f"  {hostname}")
+            lane = " (transactional lane)" if is_transactional_lane(hostname) else ""
+            print(f"  {hostname}{lane}")
         print(f"dispatcher:        {'active' if status.dispatcher_active else 'none'}")
         print(f"queued batches:    {status.queue_depth}")
 

@@ -37,6 +37,7 @@ from campaigns.core.storage import Database
 from campaigns.jobs.job_store import LOST_IN_TRANSMISSION
 from tests.conftest import run_edm, wait_until
 from tests.delivery_helpers import scheduled_campaign
+from tests.fault_helpers import fault_report, process_group, received_by, worker_env
 from tests.smtp_server import DataEnd, RecordingSmtpServer
 from tests.state_count_helpers import assert_counts_kept
 from workers.embedded_redis import EmbeddedRedis, find_redis_server
@@ -46,10 +47,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
-
-
-def _received(server: RecordingSmtpServer) -> Counter[str]:
-    return Counter(rcpt.lower() for message in list(server.messages) for rcpt in message.rcpt_tos)
 
 
 def _campaign_state(database: Database, campaign_id: int) -> str:
@@ -89,21 +86,13 @@ def _wait_for_state(database: Database, campaign_id: int, state: str, timeout_s:
 def _ambiguous_windows_ms(server: RecordingSmtpServer, jobs: dict[str, Job]) -> list[float]:
     """Per message sent once: from the server taking it (just before its 250) to the moment its
     outcome was written (``updated_at`` is taken right before the write commits)."""
-    once = {address for address, count in _received(server).items() if count == 1}
+    once = {address for address, count in received_by(server).items() if count == 1}
     windows = []
     for message in list(server.messages):
         job = jobs.get(message.rcpt_tos[0])
         if job is not None and job.state == JobState.SENT and message.rcpt_tos[0] in once:
             windows.append((job.updated_at.timestamp() - message.received_at) * 1000)
     return windows
-
-
-def _report(text: str) -> None:
-    print(f"\nfault report: {text}")
-
-
-def _worker_env(server: RecordingSmtpServer, **settings: object) -> dict[str, str]:
-    return {"EDM_SMTP_URL": server.url, **{f"EDM_{k.upper()}": str(v) for k, v in settings.items()}}
 
 
 # --- a relay that misbehaves on purpose ----------------------------------------------------
@@ -164,12 +153,12 @@ def test_every_job_ends_in_the_state_its_replies_call_for_with_the_reply_recorde
             "smtp_data_timeout_s": 2,
             "smtp_connections": 3,
         }
-        start_worker(concurrency=2, env=_worker_env(server, **settings))
+        start_worker(concurrency=2, env=worker_env(server, **settings))
         campaign_id = scheduled_campaign(database, tmp_path, addresses)
         _wait_for_state(database, campaign_id, CampaignState.COMPLETED, timeout_s=90)
 
         jobs = _jobs_by_email(database, campaign_id)
-        received = _received(server)
+        received = received_by(server)
         # Every outcome was counted by the triggers as the workers wrote it.
         assert_counts_kept(database, campaign_id)
 
@@ -233,7 +222,7 @@ def test_every_job_ends_in_the_state_its_replies_call_for_with_the_reply_recorde
         assert retried.returncode == 0, retried.stderr
         assert f"{3 * per_kind} recipients queued again" in retried.stdout
         _wait_for_state(database, campaign_id, CampaignState.COMPLETED, timeout_s=60)
-        received = _received(server)
+        received = received_by(server)
 
     expected.update(
         f"{kind}{i}@example.com" for kind in ("full", "plain", "always") for i in range(per_kind)
@@ -247,26 +236,10 @@ def test_every_job_ends_in_the_state_its_replies_call_for_with_the_reply_recorde
         JobState.FAILED: per_kind,
         JobState.UNKNOWN: 2 * per_kind,
     }
-    _report(f"misbehaving relay: {dict(counts)}; relay saw {sum(received.values())} messages")
+    fault_report(f"misbehaving relay: {dict(counts)}; relay saw {sum(received.values())} messages")
 
 
 # --- a worker killed with SIGKILL mid-campaign ---------------------------------------------
-
-
-def _process_group(pgid: int) -> set[int]:
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ")".
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid:
-            members.add(int(entry.name))
-    return members
 
 
 def _sending_by_pid(database: Database, campaign_id: int) -> Counter[int]:
@@ -287,15 +260,13 @@ def test_a_worker_signalled_mid_campaign_hands_every_recipient_over_to_another(
     recipients = 400
     addresses = [f"p{i}@example.com" for i in range(recipients)]
     with RecordingSmtpServer(delay_s=0.05) as server:
-        env = _worker_env(
-            server, lease_s=5, redispatch_after_s=3, batch_size=20, smtp_connections=3
-        )
+        env = worker_env(server, lease_s=5, redispatch_after_s=3, batch_size=20, smtp_connections=3)
         doomed = start_worker(concurrency=2, env=env)
         survivor = start_worker(concurrency=1, env=env)
         campaign_id = scheduled_campaign(database, tmp_path, addresses)
 
         def doomed_is_sending() -> bool:
-            pids = _process_group(doomed.pid)
+            pids = process_group(doomed.pid)
             return len(server.messages) >= 80 and any(
                 pid in pids for pid in _sending_by_pid(database, campaign_id)
             )
@@ -307,14 +278,14 @@ def test_a_worker_signalled_mid_campaign_hands_every_recipient_over_to_another(
         claimed_by_doomed = sum(
             count
             for pid, count in _sending_by_pid(database, campaign_id).items()
-            if pid in _process_group(doomed.pid)
+            if pid in process_group(doomed.pid)
         )
         received_at_kill = len(server.messages)
         os.killpg(doomed.pid, stop_signal)
         doomed.wait(timeout=60)
 
         _wait_for_state(database, campaign_id, CampaignState.COMPLETED, timeout_s=120)
-        received = _received(server)
+        received = received_by(server)
         jobs = _jobs_by_email(database, campaign_id)
         windows = _ambiguous_windows_ms(server, jobs)
         assert survivor.poll() is None
@@ -322,7 +293,7 @@ def test_a_worker_signalled_mid_campaign_hands_every_recipient_over_to_another(
     duplicates = {address: count for address, count in received.items() if count > 1}
     unknown = {address for address, job in jobs.items() if job.state == JobState.UNKNOWN}
     unknown_received = unknown & set(received)
-    _report(
+    fault_report(
         f"{stop_signal.name}: {received_at_kill}/{recipients} received at the signal, "
         f"{claimed_by_doomed} jobs claimed by the stopped worker, {len(duplicates)} duplicates, "
         f"{len(unknown)} unknown ({len(unknown_received)} of them reached the relay); "
@@ -363,7 +334,7 @@ def test_redis_restarted_empty_mid_campaign_loses_and_duplicates_no_one(
     second: EmbeddedRedis | None = None
     try:
         with RecordingSmtpServer(delay_s=0.05) as server:
-            env = _worker_env(
+            env = worker_env(
                 server,
                 redis_url=first.url,
                 redispatch_after_s=2,
@@ -381,14 +352,14 @@ def test_redis_restarted_empty_mid_campaign_loses_and_duplicates_no_one(
             received_at_restart = len(server.messages)
 
             _wait_for_state(database, campaign_id, CampaignState.COMPLETED, timeout_s=120)
-            received = _received(server)
+            received = received_by(server)
     finally:
         first.stop()
         if second is not None:
             second.stop()
 
     duplicates = {address: count for address, count in received.items() if count > 1}
-    _report(
+    fault_report(
         f"Redis restart: {received_at_restart}/{recipients} received at the restart, "
         f"{len(duplicates)} duplicates"
     )
@@ -407,7 +378,7 @@ def test_pause_stops_every_worker_within_a_second_and_resume_and_cancel_skip_no_
     connections = 3
     addresses = [f"p{i}@example.com" for i in range(recipients)]
     with RecordingSmtpServer(delay_s=delay_s) as server:
-        env = _worker_env(server, batch_size=20, smtp_connections=connections)
+        env = worker_env(server, batch_size=20, smtp_connections=connections)
         start_worker(concurrency=1, env=env)
         start_worker(concurrency=1, env=env)
         in_flight_capacity = 2 * connections
@@ -444,13 +415,13 @@ def test_pause_stops_every_worker_within_a_second_and_resume_and_cancel_skip_no_
             timeout_s=30,
         ), _state_counts(database, campaign_id)
         time.sleep(1.5)
-        received = _received(server)
+        received = received_by(server)
         late_after_cancel = [
             m for m in list(server.messages) if m.received_at - cancel_returned > 1.0
         ]
         jobs = _jobs_by_email(database, campaign_id)
 
-    _report(
+    fault_report(
         f"pause: {sent_while_paused} sent before it; latest arrival "
         f"{max(after_pause):.2f} s after the pause command returned; {len(late)} more than 1 s "
         f"after; {len(late_after_cancel)} more than 1 s after cancel"

@@ -4,6 +4,7 @@ the stuck alarm, ``/api/workers`` and ``/metrics``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from campaigns.core.storage import Database, open_database
 from campaigns.lifecycle.campaign_service import create_campaign, schedule_campaign
 from campaigns.lists.importer import import_recipients
 from dashboard.worker_monitor import WorkerMonitor
-from tests.conftest import _stop_process_group, wait_until
+from tests.conftest import _stop_process_group, run_edm, wait_until
 from tests.dashboard_helpers import dashboard_settings, running_dashboard, sign_in
 from tests.factories import campaign_with_jobs
 from tests.smtp_server import RecordingSmtpServer
@@ -96,6 +97,42 @@ def test_a_worker_is_seen_online_with_its_details_and_gone_once_stopped(
         return bool(rows) and not rows[0].online
 
     assert wait_until(gone, timeout_s=30), monitor.snapshot()
+
+
+def test_the_transactional_lane_is_counted_by_the_monitor_the_api_and_edm_status(
+    monitor: WorkerMonitor,
+    start_worker,
+    edm_database: Database,
+    edm_env: dict[str, str],
+    settings: Settings,
+) -> None:
+    worker = start_worker(concurrency=1, env={"EDM_TX_PROCESSES": "2"})
+
+    def lane_online() -> bool:
+        rows = monitor.snapshot().workers
+        return any(row.lane == "transactional" and row.online and row.concurrency for row in rows)
+
+    assert wait_until(lane_online, timeout_s=60), monitor.snapshot()
+    snapshot = monitor.snapshot()
+    lane = next(row for row in snapshot.workers if row.lane == "transactional")
+    campaign = next(row for row in snapshot.workers if row.pid == worker.pid)
+    assert lane.hostname.startswith("tx-edm-")
+    assert (lane.concurrency, lane.queues) == (2, [transactional_queue(settings)])
+    assert campaign.lane == "campaign"
+    assert (snapshot.online, snapshot.transactional_processes) == (2, 2)
+
+    with running_dashboard(edm_database, settings, monitor=monitor) as dashboard:
+        workers = dashboard.get("/api/workers").json()
+        assert workers["transactional_processes"] == 2
+        assert sorted(row["lane"] for row in workers["workers"]) == ["campaign", "transactional"]
+
+    status = run_edm(["status", "--json"], edm_env)
+    assert sorted(name.split("-")[0] for name in json.loads(status.stdout)["workers_online"]) == [
+        "edm",
+        "tx",
+    ]
+    printed = run_edm(["status"], edm_env).stdout
+    assert f"{lane.hostname} (transactional lane)" in printed
 
 
 def test_work_waiting_with_no_worker_raises_the_stuck_alarm(

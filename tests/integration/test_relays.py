@@ -32,7 +32,11 @@ from tests.smtp_server import RecordingSmtpServer
 from workers.delivery.batch import SEND_WINDOW_S, BatchSummary, DeliveryContext, deliver_batch
 from workers.relays.config import RelayConfig, RelaySetConfig, load_relay_config
 from workers.relays.rates import effective_rates
-from workers.relays.relay_set import UNLIMITED_RECHECK_S, RelaySet
+from workers.relays.relay_set import (
+    TRANSACTIONAL_RESERVED_CONNECTIONS,
+    UNLIMITED_RECHECK_S,
+    RelaySet,
+)
 from workers.smtp.pool import SendOutcomeKind, SmtpPool
 from workers.smtp.url import parse_smtp_url
 
@@ -442,7 +446,7 @@ def test_max_connections_caps_messages_in_flight_across_worker_processes(redis_u
     with RecordingSmtpServer(
         behaviour=transaction_starts, data_behaviour=transaction_ends, delay_s=0.1
     ) as server:
-        config = _config(_relay("only", server.url, max_connections=2))
+        config = _config(_relay("only", server.url, max_connections=3))
 
         async def send_all(relays: RelaySet) -> None:
             async def sender(number: int) -> None:
@@ -466,7 +470,65 @@ def test_max_connections_caps_messages_in_flight_across_worker_processes(redis_u
         for worker in workers:
             worker.join(60)
         assert len(server.messages) == 24
-    assert most == 2
+    # Campaign sends: the last slot is kept for transactional mail.
+    assert most == 3 - TRANSACTIONAL_RESERVED_CONNECTIONS
+
+
+def test_a_campaign_saturating_a_relay_leaves_a_connection_to_transactional_mail(
+    redis_url: str,
+) -> None:
+    in_flight: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def kind(address: str) -> str:
+        return address.split("-")[0]
+
+    def transaction_starts(address: str) -> None:
+        with lock:
+            in_flight[kind(address)] += 1
+            most[kind(address)] = max(most[kind(address)], in_flight[kind(address)])
+
+    def transaction_ends(recipients: list[str]) -> None:
+        with lock:
+            in_flight[kind(recipients[0])] -= 1
+
+    with RecordingSmtpServer(
+        behaviour=transaction_starts, data_behaviour=transaction_ends, delay_s=0.1
+    ) as server:
+        config = _config(_relay("only", server.url, max_connections=2))
+
+        async def campaign_and_lane(relays: RelaySet) -> None:
+            async def send(recipient: str, *, transactional: bool) -> None:
+                await relays.send(
+                    sender="bounces@example.com",
+                    recipient=recipient,
+                    message=MESSAGE,
+                    should_stop=lambda: False,
+                    transactional=transactional,
+                )
+
+            async def campaign_sender(number: int) -> None:
+                for message_number in range(10):
+                    await send(
+                        f"campaign-{number}-{message_number}@example.com", transactional=False
+                    )
+
+            async def lane() -> None:
+                while len(server.messages) < 3:  # the campaign holds the relay first
+                    await asyncio.sleep(0.01)
+                for number in range(5):
+                    await send(f"tx-{number}@example.net", transactional=True)
+
+            await asyncio.gather(lane(), *(campaign_sender(number) for number in range(4)))
+
+        _with_relays(redis_url, config, campaign_and_lane, connections=3)
+        arrived = [kind(message.rcpt_tos[0]) for message in server.messages]
+    assert Counter(arrived) == {"campaign": 40, "tx": 5}
+    # Four campaign senders wanted both connections and got one; the lane had the other.
+    assert most == {"campaign": 1, "tx": 1}
+    last_tx = max(index for index, what in enumerate(arrived) if what == "tx")
+    assert arrived[last_tx + 1 :].count("campaign") >= 20
 
 
 def test_a_job_waiting_for_a_permit_when_the_campaign_pauses_is_handed_back_unsent(

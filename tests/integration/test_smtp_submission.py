@@ -3,6 +3,7 @@ real ``edm worker`` processes, Redis, and an SMTP sink the worker delivers to.""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import re
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns.bounces.verp import find_message_id, find_return_path
-from campaigns.core.models import TransactionalMessage
+from campaigns.core.models import SubmittedMime, TransactionalMessage
 from campaigns.core.storage import Database
 from campaigns.lists.suppression import SuppressionReason, add_suppressions
 from tests.conftest import run_edm, wait_until
@@ -129,6 +130,50 @@ def test_a_wrong_password_and_an_unknown_login_get_the_same_535(
                 client.login(login, given)
             answers.append((refusal.value.smtp_code, refusal.value.smtp_error))
     assert answers == [(535, b"5.7.8 Authentication credentials invalid")] * 3
+
+
+def auth_plain(client: smtplib.SMTP, login: str, password: str) -> tuple[int, bytes]:
+    """One AUTH PLAIN command (smtplib's login tries one mechanism after another)."""
+    token = base64.b64encode(f"\0{login}\0{password}".encode()).decode()
+    return client.docmd("AUTH", f"PLAIN {token}")
+
+
+def test_guessing_passwords_gets_a_connection_closed_after_three_and_the_address_a_wait(
+    start_submission: StartServer, edm_env: dict[str, str]
+) -> None:
+    _, password = create_credential(edm_env)
+    port = start_submission()["STARTTLS"]
+
+    def guesses(client: smtplib.SMTP) -> list[int]:
+        client.starttls(context=client_tls())
+        client.ehlo()
+        return [auth_plain(client, LOGIN, f"guess-{n}")[0] for n in range(3)]
+
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        assert guesses(client) == [535, 535, 535]
+        # The fourth AUTH is not checked at all, even with the right password.
+        code, text = auth_plain(client, LOGIN, password)
+        assert (code, text) == (421, b"4.7.0 Too many failed logins, closing connection")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+    # A new connection gets three more; then this address waits before any AUTH is checked.
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        assert guesses(client) == [535, 535, 535]
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.ehlo()
+        code, text = auth_plain(client, LOGIN, password)
+        assert code == 421 and text.startswith(b"4.7.0 Too many failed logins from your address")
+
+    def signs_in() -> bool:
+        try:
+            signed_in(port, password).quit()
+            return True
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    # The wait is short at first: the application with the right password gets in after it.
+    assert wait_until(signs_in, timeout_s=30)
 
 
 def test_auth_is_offered_only_after_starttls_without_the_loopback_exemption(
@@ -244,7 +289,14 @@ def test_a_submitted_message_is_delivered_as_sent_signed_with_a_verp_return_path
         assert client.sendmail(f"orders@{DOMAIN}", recipients, raw) == {}
     with database.session() as session:
         message_ids = list(session.scalars(select(TransactionalMessage.uuid)))
+        copies = session.execute(
+            select(TransactionalMessage.raw_mime, TransactionalMessage.mime_id)
+        ).all()
+        stored = session.scalars(select(SubmittedMime.raw)).all()
     assert len(message_ids) == 2  # recorded before the 250
+    # The content once, for both recipients' messages.
+    assert stored == [raw] and len({mime_id for _, mime_id in copies}) == 1
+    assert {own for own, _ in copies} == {None}
 
     assert wait_until(lambda: len(smtp_server.messages) == 2, timeout_s=60)
     secret = api.settings.secret

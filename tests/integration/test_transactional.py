@@ -168,6 +168,67 @@ def test_an_idempotency_key_sends_once_even_when_requests_race(
     assert wait_until(lambda: len(_to(smtp_server, "bob@example.net")) == 2, timeout_s=60)
 
 
+def test_an_idempotency_key_reused_with_another_body_is_422_and_records_nothing(
+    api: Dashboard, database: Database
+) -> None:
+    headers = {**api.bearer, "Idempotency-Key": "order-993"}
+    body = {
+        "to": {"email": "Cy@Example.net"},
+        "subject": "Receipt",
+        "html": "<p>{{ total }}</p>",
+        "data": {"total": "9.90", "currency": "EUR"},
+    }
+    first = api.client.post("/api/tx", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    # The same request written otherwise (keys in another order) is the same request.
+    same = {**body, "data": {"currency": "EUR", "total": "9.90"}}
+    again = api.client.post("/api/tx", json=same, headers=headers)
+    assert again.json() == {"id": first.json()["id"], "duplicate": True}
+
+    for changed in (
+        {**body, "data": {"total": "99.00", "currency": "EUR"}},
+        {**body, "to": {"email": "dee@example.net"}},
+        {**body, "tags": ["late"]},
+    ):
+        refused = api.client.post("/api/tx", json=changed, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"].startswith("Idempotency-Key: 'order-993' was used")
+    assert _messages_recorded(database) == 1
+
+
+def test_two_bodies_racing_on_one_idempotency_key_record_one_and_refuse_the_other(
+    api: Dashboard, database: Database
+) -> None:
+    headers = {**api.bearer, "Idempotency-Key": "order-994"}
+    bodies = [
+        {"to": {"email": "eve@example.net"}, "subject": subject, "html": "<p>ok</p>"}
+        for subject in ("Receipt A", "Receipt B")
+    ]
+    answers: list[tuple[str, int, str]] = []
+    barrier = threading.Barrier(8)
+
+    def post(body: dict) -> None:
+        barrier.wait()
+        answer = api.client.post("/api/tx", json=body, headers=headers)
+        answers.append((body["subject"], answer.status_code, answer.text))
+
+    threads = [threading.Thread(target=post, args=(bodies[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    with database.session() as session:
+        recorded = session.scalars(select(TransactionalMessage)).all()
+        assert len(recorded) == 1
+        winner = recorded[0].subject_template
+    for subject, status, text in answers:
+        if subject == winner:
+            assert status == 202 and recorded[0].uuid in text, text
+        else:
+            assert status == 422 and "Idempotency-Key" in text, text
+
+
 def test_hard_bounced_addresses_are_refused_but_marketing_unsubscribes_are_not(
     api: Dashboard, database: Database
 ) -> None:

@@ -75,6 +75,10 @@ class PreparedCampaign:
     relay_names: tuple[str, ...] | None = None
     """The relays the campaign may send through; None means every relay."""
 
+    @property
+    def is_transactional(self) -> bool:
+        return self.pipeline is None
+
     @classmethod
     def load(
         cls,
@@ -344,6 +348,7 @@ async def _deliver_one(
             message=message,
             should_stop=should_stop,
             before_payload=before_payload,
+            transactional=campaign.is_transactional,
         )
     except TransmitNotRecorded as error:
         log.warning("job %d not sent: %s", job.job_id, error)

@@ -17,13 +17,14 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import math
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from campaigns.core.errors import InputError, StateError
 from campaigns.core.settings import Settings
@@ -34,6 +35,8 @@ from campaigns.transactional.raw_mime import MAX_FROM_ADDRESSES, canonical_messa
 from campaigns.transactional.requests import MessageRequest
 from campaigns.transactional.smtp_credentials import SmtpLogin, verify_smtp_login
 from campaigns.transactional.submission import Publish, blocking_suppression, submit_message
+from campaigns.transactional.submitted_mime import forget_unused_mime, stored_mime
+from workers.receivers.login_backoff import LoginBackoff
 
 log = logging.getLogger("edm.submit")
 
@@ -45,27 +48,76 @@ SMTP_SCOPE_PREFIX = "smtp:"
 """Idempotency scope of a credential's messages: ``smtp:<credential id>``."""
 
 
+MAX_AUTH_FAILURES_PER_CONNECTION = 3
+"""Failed AUTH commands one connection may make; the next AUTH is answered 421 and closed."""
+
+
 @dataclass(frozen=True)
 class SubmissionPolicy:
     max_message_bytes: int
     max_recipients: int
     auth_on_loopback: bool = True
+    max_auth_failures: int = MAX_AUTH_FAILURES_PER_CONNECTION
 
 
 class SubmissionSMTP(SMTP):
     """aiosmtpd's server, with AUTH allowed without STARTTLS on a connection that is TLS from
-    its start or, if the policy says so, from loopback."""
+    its start or, if the policy says so, from loopback; and failed logins bounded per
+    connection and, through the handler's ``LoginBackoff``, per client address."""
 
     def __init__(self, handler: SubmissionHandler, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+        super().__init__(handler, authenticator=self._counted_authenticate, **kwargs)
+        self._handler = handler
         self._auth_on_loopback = handler.policy.auth_on_loopback
+        self._auth_failures = 0
+        self._client_address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         implicit_tls = transport.get_extra_info("ssl_object") is not None
         peer = transport.get_extra_info("peername")
+        self._client_address = client_address(peer)
         if implicit_tls or (self._auth_on_loopback and is_loopback(peer)):
             self._auth_require_tls = False
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Checked before the password is: a client told to wait cannot guess meanwhile.
+        wait_s = self._handler.login_backoff.wait_s(self._client_address)
+        if wait_s > 0:
+            await self._refuse_and_close(
+                f"421 4.7.0 Too many failed logins from your address, try again in "
+                f"{math.ceil(wait_s)} s"
+            )
+            return
+        if self._auth_failures >= self._handler.policy.max_auth_failures:
+            await self._refuse_and_close("421 4.7.0 Too many failed logins, closing connection")
+            return
+        await super().smtp_AUTH(arg)
+
+    def _counted_authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        result = self._handler.authenticate(server, session, envelope, mechanism, auth_data)
+        if result.success:
+            self._handler.login_backoff.succeeded(self._client_address)
+        else:
+            self._auth_failures += 1
+            self._handler.login_backoff.failed(self._client_address)
+        return result
+
+    async def _refuse_and_close(self, reply: str) -> None:
+        log.info("%s: %s", self._client_address, reply)
+        await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
+
+
+def client_address(peer: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(peer[0]))
+    except (TypeError, ValueError, IndexError):
+        return "unknown"
 
 
 def is_loopback(peer: Any) -> bool:
@@ -86,10 +138,12 @@ class SubmissionHandler:
         policy: SubmissionPolicy,
         publish: Publish,
         rate_check: RateCheck | None,
+        login_backoff: LoginBackoff | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.policy = policy
+        self.login_backoff = login_backoff or LoginBackoff()
         self._publish = publish
         self._rate_check = rate_check
 
@@ -178,10 +232,15 @@ class SubmissionHandler:
         refused = next((sender for sender in senders if not login.may_send_as(sender)), None)
         if refused is not None:
             return f"550 5.7.1 From <{refused}>: sender domain not allowed for this login"
-        record = self._recorder(login, envelope.mail_from, raw)
         try:
-            for recipient in envelope.rcpt_tos:
-                await asyncio.to_thread(record, recipient)
+            # One copy of the bytes, however many recipients: each message points at it.
+            mime_id = await asyncio.to_thread(stored_mime, self.database, raw)
+            record = self._recorder(login, envelope.mail_from, raw, mime_id)
+            try:
+                for recipient in envelope.rcpt_tos:
+                    await asyncio.to_thread(record, recipient)
+            finally:
+                await asyncio.to_thread(forget_unused_mime, self.database, mime_id)
         except InputError as error:
             return f"554 5.6.0 Message refused: {error}"
         except StateError as error:
@@ -191,7 +250,9 @@ class SubmissionHandler:
             return "451 4.3.0 Temporary failure recording the message, try again later"
         return f"250 2.0.0 OK: {len(envelope.rcpt_tos)} message(s) queued"
 
-    def _recorder(self, login: SmtpLogin, sender: str, raw: bytes) -> Callable[[str], None]:
+    def _recorder(
+        self, login: SmtpLogin, sender: str, raw: bytes, mime_id: int
+    ) -> Callable[[str], None]:
         def record(recipient: str) -> None:
             # Keyed by content and recipient: a client that resends after a 451 part-way through
             # gets no second copy for the recipients recorded the first time.
@@ -199,7 +260,11 @@ class SubmissionHandler:
             submit_message(
                 self.database,
                 MessageRequest(
-                    to=recipient, from_address=sender, raw_mime=raw, idempotency_key=key
+                    to=recipient,
+                    from_address=sender,
+                    raw_mime=raw,
+                    mime_id=mime_id,
+                    idempotency_key=key,
                 ),
                 settings=self.settings,
                 idempotency_scope=f"{SMTP_SCOPE_PREFIX}{login.id}",
@@ -227,7 +292,6 @@ def make_submission_smtp(
         decode_data=False,
         enable_SMTPUTF8=True,
         tls_context=tls_context,
-        authenticator=handler.authenticate,
         auth_required=True,
         auth_require_tls=True,
     )

@@ -43,6 +43,8 @@ SWITCH_RELAY_AFTER_S = 1.0
 """A relay that cannot give a permit sooner than this is passed over while another can."""
 CONNECTION_SLOT_HOLD_S = 30.0
 LIMITS_RETRY_AFTER_S = 2.0
+TRANSACTIONAL_RESERVED_CONNECTIONS = 1
+"""Connection slots of a relay with ``max_connections`` that only transactional mail takes."""
 """After Redis failed to answer, sends are handed back without asking it again for this long."""
 UNLIMITED_RECHECK_S = 0.5
 """A permit that found no limit in force for its relay and domain (no rate, quota or connection
@@ -53,6 +55,19 @@ _UNLIMITED_CACHE_SIZE = 10_000
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
+
+
+def connection_slots(max_connections: int, *, transactional: bool) -> int:
+    """How many of a relay's ``max_connections`` slots a send may find taken and still go.
+
+    Campaign and transactional sends count in the same set of slots; a campaign send stops
+    short of the last ``TRANSACTIONAL_RESERVED_CONNECTIONS``, so a campaign saturating the
+    relay leaves room for a verification code. A relay of one connection keeps none back
+    (campaigns would never send).
+    """
+    if transactional or max_connections <= TRANSACTIONAL_RESERVED_CONNECTIONS:
+        return max_connections
+    return max_connections - TRANSACTIONAL_RESERVED_CONNECTIONS
 
 
 def recipient_domain(address: str) -> str:
@@ -137,9 +152,11 @@ class RelaySet:
         message: bytes,
         should_stop: Callable[[], bool],
         before_payload: BeforePayload | None = None,
+        transactional: bool = False,
     ) -> SendOutcome | None:
         """Send through one of ``relay_names`` (the campaign's choice; None: every relay) once
-        every limit allows.
+        every limit allows. A ``transactional`` message may take the connection slots of a
+        relay that campaigns leave free (``TRANSACTIONAL_RESERVED_CONNECTIONS``).
 
         None when nothing was sent and the job should be handed back: ``should_stop`` turned
         true while waiting, or the limits in Redis could not be reached (no permit, no send).
@@ -161,7 +178,10 @@ class RelaySet:
             can_switch = any(other is not relay for other in choices)
             try:
                 async with self._permit(
-                    relay, domain, self._give_up_rule(should_stop, can_switch=can_switch)
+                    relay,
+                    domain,
+                    self._give_up_rule(should_stop, can_switch=can_switch),
+                    transactional=transactional,
                 ):
                     if should_stop():
                         return None
@@ -190,7 +210,9 @@ class RelaySet:
                 await self._slow_down(domain, outcome)
             return replace(outcome, relay=relay.name)
 
-    def limits_for(self, relay: RelayConfig, domain: str) -> list[Limit]:
+    def limits_for(
+        self, relay: RelayConfig, domain: str, *, transactional: bool = False
+    ) -> list[Limit]:
         """Every limit a message to ``domain`` through ``relay`` waits for."""
         keys, config = self.keys, self.config
         limits: list[Limit] = [ClosedWhileSet(keys.relay_down(relay.name))]
@@ -220,7 +242,7 @@ class RelaySet:
             limits.append(
                 Concurrency(
                     keys.relay_connections(relay.name),
-                    relay.max_connections,
+                    connection_slots(relay.max_connections, transactional=transactional),
                     hold_s=CONNECTION_SLOT_HOLD_S,
                 )
             )
@@ -228,7 +250,12 @@ class RelaySet:
 
     @contextlib.asynccontextmanager
     async def _permit(
-        self, relay: RelayConfig, domain: str, give_up: Callable[[Denial], bool]
+        self,
+        relay: RelayConfig,
+        domain: str,
+        give_up: Callable[[Denial], bool],
+        *,
+        transactional: bool,
     ) -> AsyncIterator[None]:
         """Hold the permit of one send, or nothing when no limit is known to be in force."""
         now = asyncio.get_running_loop().time()
@@ -236,7 +263,8 @@ class RelaySet:
         if self._unlimited_until.get(unlimited, 0.0) > now:
             yield
             return
-        async with self.limiter.acquire(self.limits_for(relay, domain), give_up=give_up) as permit:
+        limits = self.limits_for(relay, domain, transactional=transactional)
+        async with self.limiter.acquire(limits, give_up=give_up) as permit:
             if permit.unconstrained:
                 if len(self._unlimited_until) >= _UNLIMITED_CACHE_SIZE:
                     self._unlimited_until.clear()

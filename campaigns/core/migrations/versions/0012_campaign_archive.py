@@ -1,7 +1,7 @@
 """campaign archive: a campaign that has sent can leave the default list, its history kept
 
 Revision ID: 0012_campaign_archive
-Revises: 0010_smtp_submission
+Revises: 0011_webhooks
 Create Date: 2026-12-03 17:00:00.000000
 """
 

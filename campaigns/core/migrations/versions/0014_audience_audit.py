@@ -1,7 +1,7 @@
 """The audit log of actions on people's data (export, erase)
 
 Revision ID: 0014_audience_audit
-Revises: 0010_smtp_submission
+Revises: 0013_tx_hash_and_shared_mime
 Create Date: 2026-12-03 17:00:00.000000
 
 A new table only: nothing is rebuilt.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_audience_audit"
-down_revision = "0012_campaign_archive"
+down_revision = "0013_tx_hash_and_shared_mime"
 branch_labels = None
 depends_on = None
 
