@@ -13,6 +13,7 @@ All of it is one transaction: an erase either happens whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from campaigns.core.models import (
     JobEvent,
     JobState,
     Recipient,
+    SubmittedMime,
     Suppression,
     TransactionalMessage,
     utc_now,
@@ -160,11 +162,15 @@ def _scrub_transactional(session: Session, job_ids: list[int], scrubber: Address
     """A transactional message is the person's own: its raw copy, name and attachments go, and
     the address leaves its templates and headers (what it said stays for the sender's records)."""
     changed = 0
+    shared_copies: set[int] = set()
     for ids in chunked(job_ids):
         for message in session.scalars(
             select(TransactionalMessage).where(TransactionalMessage.job_id.in_(ids))
         ):
             message.raw_mime = None
+            if message.mime_id is not None:
+                shared_copies.add(message.mime_id)
+                message.mime_id = None
             message.to_name = None
             message.attachments = []
             message.headers = scrubber.json(message.headers)
@@ -175,7 +181,29 @@ def _scrub_transactional(session: Session, job_ids: list[int], scrubber: Address
             message.reply_to = scrubber.text(message.reply_to)
             message.idempotency_key = scrubber.text(message.idempotency_key)
             changed += 1
+    session.flush()
+    for mime_id in shared_copies:
+        _scrub_submitted_copy(session, mime_id, scrubber)
     return changed
+
+
+def _scrub_submitted_copy(session: Session, mime_id: int, scrubber: AddressScrubber) -> None:
+    """A message submitted by SMTP is kept once for all its recipients: the copy goes when only
+    the erased person had it, else the address leaves its bytes (their To or Cc header)."""
+    copy = session.get(SubmittedMime, mime_id)
+    if copy is None:
+        return
+    still_used = session.scalar(
+        select(TransactionalMessage.job_id).where(TransactionalMessage.mime_id == mime_id).limit(1)
+    )
+    if still_used is None:
+        session.delete(copy)
+        return
+    scrubbed = scrubber.raw(copy.raw)
+    if scrubbed != copy.raw:
+        copy.raw = scrubbed
+        # The hash finds a resent copy again; the scrubbed bytes are no longer what was sent.
+        copy.sha256 = hashlib.sha256(scrubbed).hexdigest()
 
 
 def _scrub_links(session: Session, job_ids: list[int], scrubber: AddressScrubber) -> int:

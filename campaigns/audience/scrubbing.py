@@ -16,6 +16,7 @@ class AddressScrubber:
         forms = {address, quote(address, safe=""), quote_plus(address), quote(address, safe="@")}
         alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
         self._pattern = re.compile(alternatives, re.IGNORECASE)
+        self._bytes_pattern = re.compile(alternatives.encode(), re.IGNORECASE)
 
     def found_in(self, value: Any) -> bool:
         if isinstance(value, str):
@@ -32,6 +33,10 @@ class AddressScrubber:
         if value is None:
             return None
         return self._pattern.sub(ERASED_TEXT, value)
+
+    def raw(self, value: bytes) -> bytes:
+        """Message bytes with the address replaced wherever it is written as is."""
+        return self._bytes_pattern.sub(ERASED_TEXT.encode(), value)
 
     def json(self, value: Any) -> Any:
         """``value`` (JSON data) with the address replaced in every string, keys included."""

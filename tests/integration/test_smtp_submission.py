@@ -344,3 +344,30 @@ def test_credentials_are_listed_and_a_revoked_one_signs_nobody_in(
         ["users", "smtp-credentials", "create", "--email", LOGIN, "--rate", "9"], edm_env
     )
     assert bad_rate.returncode != 0 and "--rate" in bad_rate.stderr
+
+
+def test_erasing_one_recipient_takes_the_address_out_of_the_shared_copy(
+    start_submission: StartServer, edm_env: dict[str, str], database: Database
+) -> None:
+    _, password = create_credential(edm_env)
+    port = start_submission()["STARTTLS"]
+    raw = message(extra="Cc: erin@example.org\r\n")
+    with signed_in(port, password) as client:
+        assert (
+            client.sendmail(f"orders@{DOMAIN}", ["ann@example.net", "erin@example.org"], raw) == {}
+        )
+    alone = message(sender=f"Shop <billing@{DOMAIN}>")
+    with signed_in(port, password) as client:
+        assert client.sendmail(f"billing@{DOMAIN}", ["erin@example.org"], alone) == {}
+
+    result = run_edm(["recipients", "erase", "erin@example.org"], edm_env)
+    assert result.returncode == 0, result.stderr
+
+    with database.session() as session:
+        copies = session.scalars(select(SubmittedMime.raw)).all()
+        pointers = session.scalars(select(TransactionalMessage.mime_id)).all()
+    # Ann's copy stays for her, without Erin; the copy only Erin had is gone.
+    assert len(copies) == 1
+    assert b"erin@example.org" not in copies[0].lower()
+    assert b"ann@example.net" in copies[0]
+    assert sorted(pointer is not None for pointer in pointers) == [False, False, True]
