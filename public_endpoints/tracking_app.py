@@ -15,10 +15,12 @@ from public_endpoints.access_log import uvicorn_log_config
 from public_endpoints.body_limit import PUBLIC_ROUTE_LIMIT, RequestBodyLimit, public_body_limit
 from public_endpoints.health import health_router
 from public_endpoints.in_flight_limit import InFlightLimit
+from public_endpoints.queued_answers import QueuedAnswers
 from public_endpoints.security_headers import add_security_headers
 from public_endpoints.server_processes import serve_in_processes
 from public_endpoints.tracking import tracking_router
 from public_endpoints.tracking_events import queued_events
+from public_endpoints.tracking_fast_path import TrackingFastPath
 
 
 def create_tracking_app(
@@ -49,7 +51,8 @@ def create_tracking_app(
     app = FastAPI(
         title="edm tracking", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
-    app.include_router(tracking_router(database, settings.secret, queued.queue if queued else None))
+    answers = QueuedAnswers(database, queued.queue) if queued else None
+    app.include_router(tracking_router(database, settings.secret, answers))
     app.include_router(
         health_router(database, redis_url=settings.redis_url, data_dir=settings.data_dir)
     )
@@ -59,6 +62,8 @@ def create_tracking_app(
         limit_for=lambda path: public_body_limit(path, settings) or PUBLIC_ROUTE_LIMIT,
     )
     add_security_headers(app)
+    if answers is not None:
+        app.add_middleware(TrackingFastPath, secret=settings.secret, answers=answers)
     # Outermost: a refused pixel costs no other middleware's work.
     app.add_middleware(InFlightLimit, max_in_flight=settings.tracking_max_in_flight)
     return app
@@ -83,5 +88,7 @@ def serve_tracking(
 
     if workers == 1:
         serve(None)
-    else:
-        serve_in_processes(serve, host=host, port=port, processes=workers)
+        return
+    # Migrated once here: processes that each found the schema old would race to upgrade it.
+    open_database(settings.resolved_database_url).dispose()
+    serve_in_processes(serve, host=host, port=port, processes=workers)
