@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import func, select
 
 from campaigns.core.events import campaign_counters
-from campaigns.core.models import JobEvent
+from campaigns.core.models import EventKind, Job, JobEvent, utc_now
 from campaigns.core.storage import Database
+from campaigns.tracking.batch_recording import TrackedEvent, write_tracked_events
 from tests.conftest import wait_until
 from tests.integration.test_tracking import (
     DESKTOP_MAIL,
@@ -167,4 +168,26 @@ def test_past_the_in_flight_bound_pixels_get_503_while_clicks_and_unsubscribes_w
         # The pixels answered 200 are written too; the click and both unsubscribes once each.
         assert wait_until(lambda: _event_rows(database, campaign_id)["clicked"] == 1, timeout_s=30)
         assert _event_rows(database, campaign_id)["unsubscribed"] == 2
+    assert campaign_counters(database, campaign_id) == _counters_from_rows(database, campaign_id)
+
+
+def test_a_batch_delivered_again_is_not_counted_again(
+    database: Database, campaign: tuple[int, dict[str, Delivered]]
+) -> None:
+    campaign_id, _ = campaign
+    with database.session() as session:
+        job_ids = list(session.scalars(select(Job.id).where(Job.campaign_id == campaign_id)))
+    now = utc_now()
+    batch = [
+        TrackedEvent(f"1-{i}", EventKind.OPENED, job_id, now, DESKTOP_MAIL)
+        for i, job_id in enumerate(job_ids[:3])
+    ] + [TrackedEvent("2-0", EventKind.CLICKED, job_ids[0], now, DESKTOP_MAIL, link_id=7)]
+    assert write_tracked_events(database, batch) == 4
+    counted = campaign_counters(database, campaign_id)
+    # The writer died after its commit and before acknowledging: the same entries come again,
+    # in a batch with one new one.
+    again = [*batch, TrackedEvent("3-0", EventKind.OPENED, job_ids[1], now, "Mozilla/5.0")]
+    assert write_tracked_events(database, again) == 1
+    assert counted == {"opens": 3, "unique_opens": 3, "clicks": 1, "unique_clicks": 1}
+    assert campaign_counters(database, campaign_id) == {**counted, "opens": 4, "machine_opens": 1}
     assert campaign_counters(database, campaign_id) == _counters_from_rows(database, campaign_id)
