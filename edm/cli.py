@@ -179,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     track = commands.add_parser("track", help="serve the open, click and unsubscribe links")
     track.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     track.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    track.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (1); about one per core",
+    )
+    track.add_argument(
+        "--sync-events",
+        action="store_true",
+        help="write each open and click before answering it, as without Redis (slower)",
+    )
     track.set_defaults(handler="services:track")
 
     installation = commands.add_parser(

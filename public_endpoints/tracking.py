@@ -20,6 +20,7 @@ from campaigns.core.storage import Database
 from campaigns.tracking.recording import record_click, record_open, unsubscribe, unsubscriber
 from campaigns.tracking.routes import CLICK_PATH, OPEN_PIXEL_PATH, UNSUBSCRIBE_PATH, TokenPurpose
 from campaigns.tracking.tokens import verify_job_token, verify_link_token
+from public_endpoints.queued_answers import QueuedAnswers
 from public_endpoints.unsubscribe_pages import (
     already_unsubscribed_page,
     confirm_page,
@@ -33,7 +34,7 @@ TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAAB
 ONE_CLICK_MARK = b"One-Click"
 """In an RFC 8058 POST body, url-encoded or multipart alike."""
 _BODY_BYTES_READ = 4096
-_PRIVATE = {
+PRIVATE_HEADERS = {
     # Each pixel load must reach the server; nothing here is for a search engine, and the
     # target of a redirect need not learn the token it came through.
     "Cache-Control": "no-store, private",
@@ -42,11 +43,20 @@ _PRIVATE = {
 }
 
 
-def tracking_router(database: Database, secret: bytes) -> APIRouter:
+def tracking_router(
+    database: Database, secret: bytes, answers: QueuedAnswers | None = None
+) -> APIRouter:
     """The routes of ``campaigns.tracking.routes`` (open pixel, click, unsubscribe), on
-    ``database``; ``secret`` is the key that signed the tokens (``Settings.secret``)."""
+    ``database``; ``secret`` is the key that signed the tokens (``Settings.secret``).
+
+    With ``answers``, opens and clicks are answered from the token and their events queued
+    (see ``public_endpoints.tracking_events``); without, each is written before its answer.
+    """
     router = APIRouter()
-    _add_pixel_and_click_routes(router, database, secret)
+    if answers is None:
+        _add_pixel_and_click_routes(router, database, secret)
+    else:
+        _add_queued_pixel_and_click_routes(router, secret, answers)
     _add_unsubscribe_routes(router, database, secret)
     return router
 
@@ -60,7 +70,7 @@ def _add_pixel_and_click_routes(router: APIRouter, database: Database, secret: b
         user_agent = request.headers.get("user-agent")
         if record_open(database, job_id, user_agent=user_agent) is None:
             return _no_job("open", job_id)
-        return Response(TRANSPARENT_GIF, media_type="image/gif", headers=_PRIVATE)
+        return Response(TRANSPARENT_GIF, media_type="image/gif", headers=PRIVATE_HEADERS)
 
     @router.get(CLICK_PATH, include_in_schema=False)
     def click(token: str, request: Request) -> Response:
@@ -72,7 +82,31 @@ def _add_pixel_and_click_routes(router: APIRouter, database: Database, secret: b
         if url is None:
             # Signed, yet no such link in the job's campaign: never redirect anywhere else.
             return _no_job("click", job_id)
-        return RedirectResponse(url, status_code=302, headers=_PRIVATE)
+        return RedirectResponse(url, status_code=302, headers=PRIVATE_HEADERS)
+
+
+def _add_queued_pixel_and_click_routes(
+    router: APIRouter, secret: bytes, answers: QueuedAnswers
+) -> None:
+    @router.get(OPEN_PIXEL_PATH, include_in_schema=False)
+    async def open_pixel(token: str, request: Request) -> Response:
+        job_id = verify_job_token(secret, TokenPurpose.OPEN, token)
+        if job_id is None:
+            return _refused("open", token)
+        await answers.record_open(job_id, request.headers.get("user-agent"))
+        return Response(TRANSPARENT_GIF, media_type="image/gif", headers=PRIVATE_HEADERS)
+
+    @router.get(CLICK_PATH, include_in_schema=False)
+    async def click(token: str, request: Request) -> Response:
+        names = verify_link_token(secret, token)
+        if names is None:
+            return _refused("click", token)
+        job_id, link_id = names
+        url = await answers.link_url(job_id, link_id)
+        if url is None:
+            return _no_job("click", job_id)
+        await answers.record_click(job_id, link_id, request.headers.get("user-agent"))
+        return RedirectResponse(url, status_code=302, headers=PRIVATE_HEADERS)
 
 
 def _add_unsubscribe_routes(router: APIRouter, database: Database, secret: bytes) -> None:
@@ -86,7 +120,7 @@ def _add_unsubscribe_routes(router: APIRouter, database: Database, secret: bytes
             return _no_job("unsubscribe", job_id)
         sender, already = found
         page = already_unsubscribed_page(sender) if already else confirm_page(sender)
-        return HTMLResponse(page, headers=_PRIVATE)
+        return HTMLResponse(page, headers=PRIVATE_HEADERS)
 
     @router.post(UNSUBSCRIBE_PATH, include_in_schema=False)
     async def unsubscribe_now(token: str, request: Request) -> Response:
@@ -101,7 +135,7 @@ def _add_unsubscribe_routes(router: APIRouter, database: Database, secret: bytes
         if done.first:
             log.info("job %d unsubscribed (%s)", job_id, how)
         # 200 with a page, never a redirect: a one-click POST is not followed by a browser.
-        return HTMLResponse(unsubscribed_page(), headers=_PRIVATE)
+        return HTMLResponse(unsubscribed_page(), headers=PRIVATE_HEADERS)
 
 
 async def _body_start(request: Request) -> bytes:
@@ -129,4 +163,4 @@ def _no_job(purpose: str, job_id: int) -> Response:
 
 
 def _not_found() -> Response:
-    return PlainTextResponse("Not found\n", status_code=404, headers=_PRIVATE)
+    return PlainTextResponse("Not found\n", status_code=404, headers=PRIVATE_HEADERS)

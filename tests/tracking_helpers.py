@@ -112,13 +112,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def edm_web_server(command: str, environment: Mapping[str, str], log_path: Path) -> Iterator[int]:
-    """``edm serve`` or ``edm track`` as a process of its own on a free loopback port, its
-    output in ``log_path``; yields the port once it accepts connections, stops it after."""
+def edm_web_server(
+    command: str, environment: Mapping[str, str], log_path: Path, *options: str
+) -> Iterator[int]:
+    """``edm serve`` or ``edm track`` (with ``options``) as a process of its own on a free
+    loopback port, its output in ``log_path``; yields the port once it accepts connections,
+    stops it after."""
     port = free_port()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "edm", command, "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *(sys.executable, "-m", "edm", command, *options),
+                *("--host", "127.0.0.1", "--port", str(port)),
+            ],
             env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,

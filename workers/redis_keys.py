@@ -106,3 +106,8 @@ class LimitKeys:
 def submission_rate_key(namespace: str, credential_id: int) -> str:
     """Recipients an SMTP submission credential had accepted, counted over the last minute."""
     return f"{namespace}:submission:credential:{credential_id}:rate"
+
+
+def tracking_events_key(namespace: str) -> str:
+    """The stream of answered opens and clicks not yet written to the database."""
+    return f"{namespace}:tracking-events"

@@ -207,6 +207,7 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (
         Index("ix_job_events_campaign_kind_time", "campaign_id", "kind", "occurred_at"),
+        Index("uq_job_events_event_key", "event_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -215,6 +216,9 @@ class JobEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    event_key: Mapped[str | None] = mapped_column(String(40), default=None)
+    """Set on events written from the tracking stream (the entry's id), so one written twice
+    is kept once; None on events written as they happen."""
 
 
 class CampaignCounter(Base):

@@ -127,6 +127,12 @@ class Settings:
     """The largest request body the dashboard accepts, a CSV upload above all (multipart framing
     included). A million-row CSV of an address and a few merge fields is about 100 MB; twice
     that leaves room for wide rows. Bigger lists: ``edm lists import`` reads a file in place."""
+    tracking_max_in_flight: int = 256
+    """Requests one tracking process handles at once before open pixels are answered 503 (a
+    mail client fetches the image again later); clicks and unsubscribes are never refused."""
+    tracking_claim_after_s: float = 30.0
+    """A queued tracking event handed to a writer that has not acknowledged it this long (its
+    process died) is taken over by another writer."""
     tx_from_address: str = ""
     """Sender of one-to-one mail (``POST /api/tx``, ``edm send``) whose request names none."""
     tx_max_attachment_bytes: int = 10_000_000

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
 
 from campaigns.core.events import record_event
 from campaigns.core.models import (
@@ -35,7 +36,7 @@ from campaigns.lists.suppression import SuppressionReason, insert_new_suppressio
 from campaigns.tracking.machine_opens import MachineOpen, image_proxy, machine_open_reason
 
 MACHINE_OPENS_COUNTER = "machine_opens"
-_USER_AGENT_CHARS = 400
+USER_AGENT_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def record_open(
             kind=EventKind.OPENED,
             occurred_at=opened_at,
             detail={
-                "user_agent": (user_agent or "")[:_USER_AGENT_CHARS],
+                "user_agent": (user_agent or "")[:USER_AGENT_CHARS],
                 "machine": machine.value if machine else None,
                 "proxy": image_proxy(user_agent),
             },
@@ -90,11 +91,7 @@ def record_click(
     """Record a click and return the link's URL; None (nothing recorded) unless the link belongs
     to the job's own campaign."""
     with database.session() as session:
-        link = session.execute(
-            select(Job.campaign_id, CampaignLink.url)
-            .join(CampaignLink, CampaignLink.campaign_id == Job.campaign_id)
-            .where(Job.id == job_id, CampaignLink.id == link_id)
-        ).first()
+        link = _job_link(session, job_id, link_id)
         if link is None:
             return None
         record_event(
@@ -103,9 +100,24 @@ def record_click(
             campaign_id=link.campaign_id,
             kind=EventKind.CLICKED,
             # As text: a 63-bit id loses digits in JavaScript's numbers.
-            detail={"link_id": str(link_id), "user_agent": (user_agent or "")[:_USER_AGENT_CHARS]},
+            detail={"link_id": str(link_id), "user_agent": (user_agent or "")[:USER_AGENT_CHARS]},
         )
         return link.url
+
+
+def link_target(database: Database, job_id: int, link_id: int) -> str | None:
+    """The URL of a link of the job's own campaign; None when there is no such pair."""
+    with database.session() as session:
+        link = _job_link(session, job_id, link_id)
+        return None if link is None else link.url
+
+
+def _job_link(session: Session, job_id: int, link_id: int) -> Row[int, str] | None:
+    return session.execute(
+        select(Job.campaign_id, CampaignLink.url)
+        .join(CampaignLink, CampaignLink.campaign_id == Job.campaign_id)
+        .where(Job.id == job_id, CampaignLink.id == link_id)
+    ).first()
 
 
 def unsubscriber(database: Database, job_id: int) -> tuple[str, bool] | None:

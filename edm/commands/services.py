@@ -16,7 +16,15 @@ from public_endpoints.tracking_app import serve_tracking
 def track(args: argparse.Namespace, settings: Settings) -> None:
     if not 0 < args.port < 65536:
         raise InputError(f"--port: {args.port} is not a TCP port")
-    serve_tracking(settings, host=args.host, port=args.port)
+    if args.workers < 1:
+        raise InputError(f"--workers: {args.workers} is not a number of processes (1 or more)")
+    serve_tracking(
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        queue_events=not args.sync_events,
+    )
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> None:

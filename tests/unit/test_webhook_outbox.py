@@ -11,10 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from campaigns.core.models import CampaignLink, JobState, WebhookOutboxEvent
+from campaigns.core.models import CampaignLink, EventKind, JobState, WebhookOutboxEvent
 from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.jobs.job_store import JobOutcome, write_jobs
+from campaigns.tracking.batch_recording import TrackedEvent, write_tracked_events
 from campaigns.tracking.recording import record_click, record_open, unsubscribe
 from campaigns.webhooks.endpoints import (
     PAUSED,
@@ -132,6 +133,27 @@ def test_events_are_written_with_what_records_them_and_filtered_by_scope(
         ("sent", other_jobs[0])
     ]
     assert not [r for r in rows if r.endpoint_id == only_category]
+
+
+def test_opens_and_clicks_written_in_batches_reach_the_outbox_once(database: Database) -> None:
+    _, jobs = campaign_with_jobs(database, 1)
+    hook = _endpoint(database, "opened,clicked")
+    write_jobs(database, outcomes=[_sent(jobs[0])])
+    batch = [
+        TrackedEvent("1-0", EventKind.OPENED, jobs[0], NOW + timedelta(hours=1), "Thunderbird"),
+        TrackedEvent("2-0", EventKind.CLICKED, jobs[0], NOW + timedelta(hours=2), "Thunderbird", 7),
+    ]
+    assert write_tracked_events(database, batch) == 2
+    # The queue delivers the batch again (its writer died between commit and acknowledgement).
+    assert write_tracked_events(database, batch) == 0
+    with database.session() as session:
+        rows = session.execute(
+            select(WebhookOutboxEvent.kind, WebhookOutboxEvent.detail)
+            .where(WebhookOutboxEvent.endpoint_id == hook)
+            .order_by(WebhookOutboxEvent.id)
+        ).all()
+    assert [row.kind for row in rows] == ["opened", "clicked"]
+    assert rows[0].detail["machine"] is None
 
 
 def test_a_batch_goes_in_order_signed_and_is_removed_once_accepted(database: Database) -> None:
