@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from bench.latency import summarise
+from bench.profiling import PySpyRecorder
 from bench.project_run import (
     ProcessGroups,
     Timing,
@@ -92,7 +94,7 @@ QUICK_SIZES = Sizes(
     campaign_rows=1_000, tx_messages=40, tx_rate_per_s=20, api_messages=200, api_clients=32
 )
 WARM_UP_MESSAGES = 5
-ARRIVAL_TIMEOUT_S = 120.0
+ARRIVAL_TIMEOUT_S = 600.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="EDM_NAME=VALUE",
         help="a project setting for every process, e.g. --env EDM_TX_PROCESSES=2",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample edm serve and the workers with py-spy (summaries beside the logs; slows "
+        "them down)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="where to write the results")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="per measurement")
@@ -238,6 +246,7 @@ def _measure(
                     redis=redis,
                     log_dir=run_dir,
                     timeout_s=args.timeout_s,
+                    profile=args.profile,
                 )
                 results["runs"].append(run.measure(csv_path, overrides, submission=args.submission))
 
@@ -252,6 +261,7 @@ class _DatabaseRun:
     redis: RedisService
     log_dir: Path
     timeout_s: float
+    profile: bool
 
     def measure(
         self, csv_path: Path, overrides: dict[str, str], *, submission: bool
@@ -281,7 +291,7 @@ class _DatabaseRun:
             prefix = f"tx-{self.database}"
             workers = start_workers(stack, env, prefix, [2], self.log_dir)
             senders: dict[str, Callable[[], ApiSender | SubmissionSender]] = {}
-            api_url = start_api(stack, env, self.log_dir / f"{prefix}-api.log")
+            api_url, api_pid = start_api(stack, env, self.log_dir / f"{prefix}-api.log")
             senders["api"] = lambda: ApiSender(api_url, token, connections=self.sizes.api_clients)
             if submission:
                 port = start_submission(stack, env, self.log_dir / f"{prefix}-submission.log")
@@ -304,9 +314,11 @@ class _DatabaseRun:
                     f"{self.database}: campaign with {self.sizes.tx_messages:,} messages "
                     f"through {path} at {self.sizes.tx_rate_per_s:g}/s"
                 )
-                beside = self._campaign_with_tx(
-                    env, campaigns[path], workers, groups, path, senders[path]
-                )
+                with self._profiled(f"{path}-beside-campaign", [*groups.workers, api_pid]) as run:
+                    beside = self._campaign_with_tx(
+                        env, campaigns[path], workers, groups, path, senders[path]
+                    )
+                    run.update(messages=self.expected, elapsed_s=beside["campaign"]["elapsed_s"])
                 beside["campaign"]["ratio_to_alone"] = (
                     beside["campaign"]["messages_per_s"] / alone["messages_per_s"]
                 )
@@ -320,7 +332,12 @@ class _DatabaseRun:
                 f"{self.database}: API alone, {self.sizes.api_messages:,} messages from "
                 f"{self.sizes.api_clients} clients"
             )
-            result["api_alone"] = self._api_alone(senders["api"])
+            with self._profiled("api-alone", [api_pid, *groups.workers]) as run:
+                result["api_alone"] = self._api_alone(senders["api"])
+                run.update(
+                    messages=self.sizes.api_messages,
+                    elapsed_s=result["api_alone"]["delivered_s"],
+                )
             _progress(
                 f"  {result['api_alone']['accepted_per_s']:,.0f} accepted/s, "
                 f"{result['api_alone']['delivered_per_s']:,.0f} delivered/s"
@@ -331,6 +348,22 @@ class _DatabaseRun:
                 **{key: value for key, value in overrides.items()},
             }
         return result
+
+    @contextlib.contextmanager
+    def _profiled(self, phase: str, pids: list[int]) -> Iterator[dict[str, Any]]:
+        """py-spy on ``pids`` while inside, with ``--profile``; the caller sets the messages
+        and seconds the summary divides by."""
+        figures: dict[str, Any] = {"messages": 1, "elapsed_s": 1.0}
+        if not self.profile:
+            yield figures
+            return
+        recorder = PySpyRecorder(self.log_dir / f"tx-{self.database}-{phase}-profile.txt")
+        recorder.start(pids)
+        try:
+            yield figures
+        finally:
+            recorder.stop(**figures)
+            _progress(f"  profile: {recorder.summary_path}")
 
     def _campaign(
         self,

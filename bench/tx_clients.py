@@ -17,7 +17,8 @@ MARK_DOMAIN = "tx.bench.example"
 """Every transactional recipient is at this domain: the sink reports when each one arrived."""
 FROM_ADDRESS = "Bench Shop <orders@bench.example>"
 SUBMISSION_LOGIN = "app@bench.example"
-REQUEST_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 300.0
+"""Generous: on a loaded machine a request can wait long for SQLite's write lock."""
 
 Send = Callable[[str], Awaitable[float]]
 
@@ -47,7 +48,10 @@ class ApiSender:
         )
 
     async def send(self, address: str) -> float:
-        response = await self._client.post("/api/tx", json=_api_body(address))
+        try:
+            response = await self._client.post("/api/tx", json=_api_body(address))
+        except httpx.HTTPError as error:
+            raise RuntimeError(f"POST /api/tx to {address}: {error!r}") from error
         accepted_at = time.monotonic()
         if response.status_code != 202:
             raise RuntimeError(
@@ -84,13 +88,16 @@ class SubmissionSender:
         smtp = aiosmtplib.SMTP(
             hostname="127.0.0.1", port=self._port, start_tls=False, timeout=REQUEST_TIMEOUT_S
         )
-        await smtp.connect()
         try:
-            await smtp.login(SUBMISSION_LOGIN, self._password)
-            await smtp.send_message(message)
-            accepted_at = time.monotonic()
-        finally:
-            await smtp.quit()
+            await smtp.connect()
+            try:
+                await smtp.login(SUBMISSION_LOGIN, self._password)
+                await smtp.send_message(message)
+                accepted_at = time.monotonic()
+            finally:
+                await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise RuntimeError(f"submission to {address}: {error!r}") from error
         return accepted_at
 
     async def __aenter__(self) -> SubmissionSender:

@@ -51,8 +51,8 @@ def submission_password(env: dict[str, str]) -> str:
     return found.group(1)
 
 
-def start_api(stack: ExitStack, env: dict[str, str], log_path: Path) -> str:
-    """``edm serve`` on a free loopback port until the stack closes; its base URL."""
+def start_api(stack: ExitStack, env: dict[str, str], log_path: Path) -> tuple[str, int]:
+    """``edm serve`` on a free loopback port until the stack closes; its base URL and pid."""
     port = free_port()
     process = start_logged(
         edm_command("serve", "--host", "127.0.0.1", "--port", str(port)),
@@ -68,7 +68,7 @@ def start_api(stack: ExitStack, env: dict[str, str], log_path: Path) -> str:
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return f"http://127.0.0.1:{port}"
+                return f"http://127.0.0.1:{port}", process.pid
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"edm serve did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S:g} s")
