@@ -17,6 +17,8 @@ MARK_DOMAIN = "tx.bench.example"
 """Every transactional recipient is at this domain: the sink reports when each one arrived."""
 FROM_ADDRESS = "Bench Shop <orders@bench.example>"
 SUBMISSION_LOGIN = "app@bench.example"
+KEEPALIVE_S = 2.0
+ATTEMPTS = 3
 REQUEST_TIMEOUT_S = 300.0
 """Generous: on a loaded machine a request can wait long for SQLite's write lock."""
 
@@ -43,15 +45,30 @@ class ApiSender:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            # Idle connections are dropped before uvicorn's 5 s keep-alive ends them: a request
+            # sent on one it is closing fails with a ReadError.
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=KEEPALIVE_S,
+            ),
             timeout=REQUEST_TIMEOUT_S,
         )
+        self.retries = 0
 
     async def send(self, address: str) -> float:
-        try:
-            response = await self._client.post("/api/tx", json=_api_body(address))
-        except httpx.HTTPError as error:
-            raise RuntimeError(f"POST /api/tx to {address}: {error!r}") from error
+        """One message; a request lost on the way is sent again with the same Idempotency-Key,
+        as an application should, so that it is never recorded twice."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = await self._client.post(
+                    "/api/tx", json=_api_body(address), headers={"Idempotency-Key": address}
+                )
+                break
+            except httpx.TransportError as error:
+                if attempt == ATTEMPTS:
+                    raise RuntimeError(f"POST /api/tx to {address}: {error!r}") from error
+                self.retries += 1
         accepted_at = time.monotonic()
         if response.status_code != 202:
             raise RuntimeError(
