@@ -43,6 +43,7 @@ def print_tx_report(results: dict[str, Any]) -> None:
             "campaign msg/s",
             "vs alone",
             "machine busy",
+            "others' CPU",
             "tx p50 ms",
             "tx p99 ms",
             "tx max ms",
@@ -69,6 +70,7 @@ def _campaign_rows(run: dict[str, Any]) -> list[tuple[str, ...]]:
             f"{alone['messages_per_s']:,.0f}",
             "1.00",
             f"{alone['cpu'].get('machine_busy_percent', 0):.0f}%",
+            _others_share(alone["cpu"]),
             "-",
             "-",
             "-",
@@ -89,6 +91,7 @@ def _campaign_rows(run: dict[str, Any]) -> list[tuple[str, ...]]:
                 f"{campaign['messages_per_s']:,.0f}",
                 f"{campaign['ratio_to_alone']:.2f}",
                 f"{campaign['cpu'].get('machine_busy_percent', 0):.0f}%",
+                _others_share(campaign["cpu"]),
                 _ms(latency["p50_ms"]),
                 _ms(latency["p99_ms"]),
                 _ms(latency["max_ms"]),
@@ -97,6 +100,14 @@ def _campaign_rows(run: dict[str, Any]) -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+def _others_share(cpu: dict[str, Any]) -> str:
+    """The share of the machine's CPU that processes outside the measurement took."""
+    machine = cpu.get("machine_ms_per_message")
+    if not machine:
+        return "-"
+    return f"{cpu['other_processes_ms_per_message'] / machine:.0%}"
 
 
 def _api_row(run: dict[str, Any]) -> tuple[str, ...]:
