@@ -8,7 +8,10 @@ end. Run it as its own process so that its work does not share a GIL with what i
     python -m bench.counting_sink --port 2525
 
 It prints ``mesg=COUNT bytes=BYTES`` lines on stdout whenever the count changed (at most every
-``REPORT_INTERVAL_S``), the same ``mesg=`` counter that ``smtp-sink -c`` prints.
+``REPORT_INTERVAL_S``), the same ``mesg=`` counter that ``smtp-sink -c`` prints. With
+``--mark-domain D`` it also prints ``arrived ADDRESS SECONDS`` the moment it answers 250 to a
+message for a recipient at D, SECONDS being ``time.monotonic()``: Linux's monotonic clock is the
+machine's, so the benchmark compares it with its own (``bench.transactional``'s latencies).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
 REPORT_INTERVAL_S = 0.02
 _END_OF_DATA = b"\r\n.\r\n"
@@ -38,9 +42,16 @@ _REPLIES = {
 
 
 class Counter:
-    def __init__(self) -> None:
+    def __init__(self, mark_domain: str = "") -> None:
         self.messages = 0
         self.bytes = 0
+        self.mark = f"@{mark_domain.lower()}>".encode() if mark_domain else b""
+        """A RCPT line naming a recipient at the marked domain ends with this."""
+
+    def arrived(self, recipients: list[bytes]) -> None:
+        if recipients:
+            now = time.monotonic()
+            sys.stdout.write("".join(f"arrived {r.decode()} {now:.6f}\n" for r in recipients))
 
 
 class _SinkProtocol(asyncio.Protocol):
@@ -50,6 +61,7 @@ class _SinkProtocol(asyncio.Protocol):
         self._buffer = b""
         self._in_data = False
         self._data_bytes = 0
+        self._marked: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -83,12 +95,22 @@ class _SinkProtocol(asyncio.Protocol):
                 return
             else:
                 replies.append(_REPLIES.get(verb, b"502 5.5.2 Command not implemented\r\n"))
+                self._note_recipient(verb, line)
                 if verb == b"DATA":
                     self._in_data = True
                     self._data_bytes = 0
                     # The message may be empty: its end then directly follows the DATA line.
                     self._buffer = b"\r\n" + self._buffer
         self._write(replies)
+
+    def _note_recipient(self, verb: bytes, line: bytes) -> None:
+        mark = self._counter.mark
+        if not mark:
+            return
+        if verb in (b"MAIL", b"RSET"):
+            self._marked = []
+        elif verb == b"RCPT" and line.lower().endswith(mark):
+            self._marked.append(line[line.index(b"<") + 1 : -1])
 
     def _consume_data(self) -> bool:
         """Drop message bytes up to the end-of-data line; True once the message is complete."""
@@ -106,6 +128,8 @@ class _SinkProtocol(asyncio.Protocol):
         self._counter.messages += 1
         # The CRLF put in front of the data by DATA is not the client's.
         self._counter.bytes += max(0, self._data_bytes - 2)
+        self._counter.arrived(self._marked)
+        self._marked = []
         return True
 
     def _write(self, replies: list[bytes]) -> None:
@@ -113,8 +137,8 @@ class _SinkProtocol(asyncio.Protocol):
             self._transport.write(b"".join(replies))
 
 
-async def serve(host: str, port: int) -> None:
-    counter = Counter()
+async def serve(host: str, port: int, mark_domain: str = "") -> None:
+    counter = Counter(mark_domain)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: _SinkProtocol(counter), host, port, reuse_address=True, backlog=512
@@ -138,8 +162,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="SMTP sink that counts messages")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--mark-domain", default="", help="print the arrival time of each message to this domain"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.mark_domain))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,11 +110,12 @@ def run_project(
             overrides=overrides,
         )
         import_started = time.monotonic()
-        campaign_id = _import_and_create(env, csv_path, expected, mode, timeout_s)
+        import_list(env, csv_path, expected, timeout_s)
+        campaign_id = create_campaign(env, f"Bench {mode}")
         import_s = time.monotonic() - import_started
 
-        workers = _start_workers(stack, env, mode, concurrencies, log_dir)
-        groups = _ProcessGroups(
+        workers = start_workers(stack, env, mode, concurrencies, log_dir)
+        groups = ProcessGroups(
             workers=[process.pid for process, _ in workers],
             sink_pid=sink.pid,
             redis_pid=redis.pid,
@@ -124,7 +126,7 @@ def run_project(
             recorder = PySpyRecorder(profile_dir / f"project-{mode}.txt")
             recorder.start(groups.workers)
 
-        timing = _send_campaign(
+        timing = send_campaign(
             env,
             campaign_id,
             sink,
@@ -138,7 +140,7 @@ def run_project(
         if recorder is not None:
             profile = recorder.stop(messages=expected, elapsed_s=timing.elapsed_s)
         received = timing.sink_received_after(sink)
-        status = _final_status(Settings.from_env(env), campaign_id)
+        status = final_status(Settings.from_env(env), campaign_id)
         return ProjectResult(
             name=f"project, {description}",
             workers=mode,
@@ -160,18 +162,20 @@ def run_project(
         )
 
 
-def _import_and_create(
-    env: dict[str, str], csv_path: Path, expected: int, mode: str, timeout_s: float
-) -> int:
-    """Import the list and create a draft campaign for it; the campaign's id."""
+def import_list(env: dict[str, str], csv_path: Path, expected: int, timeout_s: float) -> None:
+    """``edm lists import`` into the list ``bench``; RuntimeError unless it took ``expected``."""
     report = run_edm_json(
         ["lists", "import", str(csv_path), "--list", "bench"], env, timeout_s=timeout_s
     )
     if report["imported"] != expected:
         raise RuntimeError(f"import: {report['imported']} recipients, expected {expected}")
+
+
+def create_campaign(env: dict[str, str], name: str) -> int:
+    """A draft campaign of the newsletter template to the list ``bench``; its id."""
     created = run_edm_json(
         [
-            *("campaigns", "create", "--name", f"Bench {mode}", "--list", "bench"),
+            *("campaigns", "create", "--name", name, "--list", "bench"),
             *("--template", "newsletter", "--from", SENDER),
         ],
         env,
@@ -183,7 +187,7 @@ def _import_and_create(
 Workers = list[tuple[subprocess.Popen[bytes], Path]]
 
 
-def _start_workers(
+def start_workers(
     stack: ExitStack, env: dict[str, str], mode: str, concurrencies: list[int], log_dir: Path
 ) -> Workers:
     """Start the layout's ``edm worker`` processes and wait until Celery says each is ready,
@@ -211,7 +215,7 @@ def _start_workers(
 
 
 @dataclass(frozen=True)
-class _ProcessGroups:
+class ProcessGroups:
     """Which process is which, for CPU accounting: workers and everything they started, the
     sink, Redis, and PostgreSQL's backends for the scratch database."""
 
@@ -244,7 +248,7 @@ class _ProcessGroups:
 
 
 @dataclass(frozen=True)
-class _Timing:
+class Timing:
     base_count: int
     elapsed_s: float
     schedule_s: float
@@ -256,20 +260,25 @@ class _Timing:
         return sink.settle() - self.base_count
 
 
-def _send_campaign(
+def send_campaign(
     env: dict[str, str],
     campaign_id: int,
     sink: SmtpSink,
     workers: Workers,
-    groups: _ProcessGroups,
+    groups: ProcessGroups,
     expected: int,
     log_prefix: Path,
     timeout_s: float,
-) -> _Timing:
-    """Run ``edm campaigns schedule ID --now`` and wait until the sink has every message."""
+    received: Callable[[], int] | None = None,
+) -> Timing:
+    """Run ``edm campaigns schedule ID --now`` and wait until the sink has every message.
+
+    ``received`` counts the campaign's messages at the sink when others arrive there too
+    (default: every message the sink has)."""
+    received = received or (lambda: sink.count)
     schedule_log = log_prefix.with_name(f"{log_prefix.name}-schedule.log")
     cpu_before = groups.snapshot()
-    base = sink.count
+    base = received()
     started = time.monotonic()
     with schedule_log.open("wb") as schedule_output:
         schedule = subprocess.Popen(
@@ -292,7 +301,7 @@ def _send_campaign(
                 schedule.returncode = os.waitstatus_to_exitcode(status)
                 if schedule.returncode != 0:
                     raise RuntimeError(f"edm campaigns schedule: {log_tail(schedule_log)}")
-        count = sink.count - base
+        count = received() - base
         if first_s is None and count > 0:
             first_s = now - started
         if count >= expected:
@@ -303,7 +312,7 @@ def _send_campaign(
         time.sleep(0.005)
     else:
         raise RuntimeError(
-            f"the sink had {sink.count - base} of {expected} messages after {timeout_s:g} s "
+            f"the sink had {received() - base} of {expected} messages after {timeout_s:g} s "
             f"(logs in {log_prefix.parent})"
         )
     elapsed_s = now - started
@@ -318,10 +327,10 @@ def _send_campaign(
         elapsed_s=elapsed_s,
         extra={"schedule command": schedule_cpu_s},
     )
-    return _Timing(base, elapsed_s, schedule_s, first_s, cpu)
+    return Timing(base, elapsed_s, schedule_s, first_s, cpu)
 
 
-def _final_status(settings: Settings, campaign_id: int) -> CampaignStatus:
+def final_status(settings: Settings, campaign_id: int) -> CampaignStatus:
     """The campaign's status once the dispatcher has marked it completed (or after 30 s)."""
     database = open_database(settings.resolved_database_url)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 GOAL_VS_NAIVE = 5.0
@@ -10,7 +11,7 @@ GOAL_IMPORT_ROWS_PER_S = 50_000
 GOAL_IMPORT_PEAK_RSS_MB = 500
 
 
-def _verdict(ok: bool) -> str:
+def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
@@ -22,7 +23,7 @@ def print_report(results: dict[str, Any]) -> None:
     rows = _throughput_rows(results)
     if rows:
         print()
-        _table(("measurement", "messages", "seconds", "msg/s", "notes"), rows)
+        table(("measurement", "messages", "seconds", "msg/s", "notes"), rows)
 
     _print_cpu(projects, naive)
 
@@ -99,14 +100,14 @@ def _print_ratios_and_goals(
         vs_naive = f"{rate / naive['messages_per_s']:.2f}x" if naive else "-"
         vs_ceiling = f"{rate / ceiling['messages_per_s']:.3f}" if ceiling else "-"
         ratio_rows.append((f"project {project['workers']}", vs_naive, vs_ceiling))
-    _table(("", "project / naive", "project / ceiling"), ratio_rows)
+    table(("", "project / naive", "project / ceiling"), ratio_rows)
     best = max(project["messages_per_s"] for project in projects)
     print()
     if naive:
         ratio = best / naive["messages_per_s"]
         print(
             f"goal    project >= {GOAL_VS_NAIVE:g}x naive:      {ratio:.2f}x  "
-            f"{_verdict(ratio >= GOAL_VS_NAIVE)}"
+            f"{verdict(ratio >= GOAL_VS_NAIVE)}"
         )
     if naive and naive.get("cpu") and all(project.get("cpu") for project in projects):
         leanest = min(project["cpu"]["measured_ms_per_message"] for project in projects)
@@ -119,7 +120,7 @@ def _print_ratios_and_goals(
         ratio = best / ceiling["messages_per_s"]
         print(
             f"stretch project >= 1/3 of ceiling:  {ratio:.3f}  "
-            f"{_verdict(ratio >= STRETCH_VS_CEILING)}"
+            f"{verdict(ratio >= STRETCH_VS_CEILING)}"
         )
 
 
@@ -163,17 +164,17 @@ def _print_large_list(million: dict[str, Any]) -> None:
                 f"{dispatch['slowest_pass_s'] * 1000:.0f} ms",
             )
         )
-    _table(("large list", "count", "seconds", "rate", "notes"), rows)
+    table(("large list", "count", "seconds", "rate", "notes"), rows)
     print()
     fast = imported["rows_per_s"] >= GOAL_IMPORT_ROWS_PER_S
     small = imported["peak_rss_mb"] < GOAL_IMPORT_PEAK_RSS_MB
     print(
         f"goal    import >= {GOAL_IMPORT_ROWS_PER_S:,} rows/s: "
-        f"{imported['rows_per_s']:,.0f}  {_verdict(fast)}"
+        f"{imported['rows_per_s']:,.0f}  {verdict(fast)}"
     )
     print(
         f"goal    import peak RSS < {GOAL_IMPORT_PEAK_RSS_MB} MB:  "
-        f"{imported['peak_rss_mb']:,.0f} MB  {_verdict(small)}"
+        f"{imported['peak_rss_mb']:,.0f} MB  {verdict(small)}"
     )
 
 
@@ -224,7 +225,7 @@ def _print_cpu(projects: list[dict[str, Any]], naive: dict[str, Any] | None) -> 
         )
     print()
     print("CPU milliseconds per message (user + system), by process group:")
-    _table(("", *groups, "all measured", "whole machine", "machine busy"), rows)
+    table(("", *groups, "all measured", "whole machine", "machine busy"), rows)
 
 
 def _row(name: str, result: dict[str, Any], note: str) -> tuple[str, str, str, str, str]:
@@ -237,7 +238,7 @@ def _row(name: str, result: dict[str, Any], note: str) -> tuple[str, str, str, s
     )
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     for row in (header, tuple("-" * width for width in widths), *rows):
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 PROJECT_PACKAGES = ("campaigns", "workers", "dashboard", "public_endpoints", "edm")
 
 
-def _byte_compile_project() -> None:
+def byte_compile_project() -> None:
     """Write the project's bytecode caches first, as an installed copy has them: with
     PYTHONDONTWRITEBYTECODE set, every timed process (``edm campaigns schedule``, the
     dispatcher) would otherwise compile each project module it imports from source."""
@@ -117,16 +117,16 @@ def main(argv: list[str] | None = None) -> None:
     recipients = args.recipients or (QUICK_RECIPIENTS if args.quick else DEFAULT_RECIPIENTS)
     if recipients < 1:
         sys.exit("python -m bench: --recipients must be at least 1")
-    overrides = _overrides(args.env)
+    overrides = parse_overrides(args.env)
     modes = ["1x2"] if args.quick and args.workers == "both" else _modes(args.workers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = OUT_DIR / f"run-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    _byte_compile_project()
+    byte_compile_project()
     results: dict[str, Any] = {
         "started_at": stamp,
         "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
-        "machine": _machine(),
+        "machine": machine_facts(),
         "recipients_rows": recipients,
         "database": "postgresql" if args.database_url else "sqlite",
         "settings_overrides": overrides,
@@ -240,12 +240,12 @@ def _modes(requested: str) -> list[str]:
     return list(WORKER_MODES) if requested == "both" else [requested]
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
+def parse_overrides(pairs: list[str], *, prog: str = "python -m bench") -> dict[str, str]:
     overrides = {}
     for pair in pairs:
         name, separator, value = pair.partition("=")
         if not separator or not name.startswith("EDM_"):
-            sys.exit(f"python -m bench: --env {pair!r}: expected EDM_NAME=VALUE")
+            sys.exit(f"{prog}: --env {pair!r}: expected EDM_NAME=VALUE")
         overrides[name] = value
     return overrides
 
@@ -254,7 +254,7 @@ def _plain_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
 
 
-def _machine() -> dict[str, Any]:
+def machine_facts() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )

@@ -1,5 +1,6 @@
 """The SMTP sink every measurement sends to: Postfix's ``smtp-sink`` when installed, else
-``bench.counting_sink``. Both run as their own process and report a running ``mesg=`` count."""
+``bench.counting_sink``. Both run as their own process and report a running ``mesg=`` count;
+the counting sink can also report when each message for one domain arrived (``mark_domain``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from types import TracebackType
 from bench.processes import end_process
 
 _COUNT = re.compile(rb"mesg=(\d+)")
+_ARRIVED = re.compile(rb"^arrived (\S+) ([\d.]+)$", re.MULTILINE)
 _START_TIMEOUT_S = 10.0
 SMTP_SINK_BACKLOG = 1024
 
@@ -30,11 +32,17 @@ class SinkError(RuntimeError):
 class SmtpSink:
     """A running sink on 127.0.0.1; ``count`` is the number of messages it has received."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, mark_domain: str = "") -> None:
         if kind not in ("postfix", "counting"):
             raise ValueError(f"unknown sink kind {kind!r}")
+        if mark_domain and kind != "counting":
+            raise ValueError("only the counting sink reports arrivals (mark_domain)")
         self.kind = kind
-        self.port = _free_port()
+        self.mark_domain = mark_domain
+        self._arrivals: dict[str, float] = {}
+        """Recipient at ``mark_domain`` -> monotonic time its message was answered 250."""
+        self._duplicate_arrivals = 0
+        self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._count = 0
@@ -63,6 +71,29 @@ class SmtpSink:
         with self._lock:
             return self._count
 
+    @property
+    def arrivals(self) -> dict[str, float]:
+        """A copy of the arrival times so far (recipients at ``mark_domain``)."""
+        with self._lock:
+            return dict(self._arrivals)
+
+    @property
+    def arrived(self) -> int:
+        with self._lock:
+            return len(self._arrivals)
+
+    @property
+    def unmarked_count(self) -> int:
+        """Messages to anyone but a marked recipient (a campaign's, beside transactional mail)."""
+        with self._lock:
+            return self._count - len(self._arrivals) - self._duplicate_arrivals
+
+    @property
+    def duplicate_arrivals(self) -> int:
+        """Messages to a marked recipient that had arrived already."""
+        with self._lock:
+            return self._duplicate_arrivals
+
     def start(self) -> SmtpSink:
         if self.kind == "postfix":
             binary = shutil.which("smtp-sink")
@@ -75,6 +106,8 @@ class SmtpSink:
             command += [self.address, str(SMTP_SINK_BACKLOG)]
         else:
             command = [sys.executable, "-m", "bench.counting_sink", "--port", str(self.port)]
+            if self.mark_domain:
+                command += ["--mark-domain", self.mark_domain]
         self._process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -128,18 +161,31 @@ class SmtpSink:
         assert self._process is not None and self._process.stdout is not None
         stream = self._process.stdout
         tail = b""
+        partial_line = b""
         while True:
             chunk = stream.read1(65536)
             if not chunk:
                 return
-            text = tail + chunk
-            matches = _COUNT.findall(text)
-            # A count cut at the chunk's end is read again, whole, with the next chunk.
-            tail = text[-32:]
-            if matches:
-                value = int(matches[-1])
-                with self._lock:
-                    self._count = max(self._count, value)
+            arrivals: list[tuple[bytes, bytes]] = []
+            if self.mark_domain:
+                # Whole lines only, so that a count never runs ahead of the arrivals it
+                # includes: the last, cut line waits for the next chunk.
+                lines, _, partial_line = (partial_line + chunk).rpartition(b"\n")
+                matches = _COUNT.findall(lines)
+                arrivals = _ARRIVED.findall(lines)
+            else:
+                text = tail + chunk
+                matches = _COUNT.findall(text)
+                # A count cut at the chunk's end is read again, whole, with the next chunk.
+                tail = text[-32:]
+            with self._lock:
+                if matches:
+                    self._count = max(self._count, int(matches[-1]))
+                for address, seconds in arrivals:
+                    if address.decode() in self._arrivals:
+                        self._duplicate_arrivals += 1
+                    else:
+                        self._arrivals[address.decode()] = float(seconds)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -179,7 +225,7 @@ def choose_sink_kind(requested: str) -> str:
     return requested
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
