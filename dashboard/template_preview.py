@@ -1,10 +1,11 @@
 """A template as one recipient will see it, the variable check against a whole list, and a test
-message sent to any address through the configured relay.
+message sent to any address through the configured relays.
 
 Everything goes through the campaign's own ``MessagePipeline``: the test message is rendered,
-built, signed and given a VERP return path as delivery does, so what arrives is what recipients
-will get, apart from the subject's ``[Test]`` mark, a placeholder unsubscribe link and no click
-tracking (a template on its own has no campaign to record links in).
+built, signed, given a VERP return path and sent through the relay set (its limits in Redis,
+failover to the next relay) as delivery does, so what arrives is what recipients will get, apart
+from the subject's ``[Test]`` mark, a placeholder unsubscribe link and no click tracking (a
+template on its own has no campaign to record links in).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from campaigns.bounces.verp import return_path_for
@@ -34,8 +36,10 @@ from campaigns.core.storage import Database
 from campaigns.lifecycle.campaign_service import campaign_template
 from campaigns.lists.fields import normalise_email
 from campaigns.tracking.message_pipeline import MessagePipeline
-from workers.relays.config import load_relay_config
-from workers.smtp.pool import SendOutcomeKind, SmtpPool
+from workers.embedded_redis import known_redis_url
+from workers.relays.config import RelaySetConfig, load_relay_config
+from workers.relays.relay_set import RelaySet
+from workers.smtp.pool import SendOutcomeKind
 
 PREVIEW_BASE_URL = "https://example.invalid"
 PREVIEW_UNSUBSCRIBE_URL = f"{PREVIEW_BASE_URL}/unsubscribe-preview"
@@ -44,6 +48,15 @@ TEST_SUBJECT_MARK = "[Test] "
 TEST_JOB_ID = 0
 """No job has id 0: a bounce of a test message reaches the intake and names nothing."""
 _TEST_SEND_TIMEOUT_S = 20.0
+"""How long a test send waits on Redis, the relays' limits and each relay's connection."""
+NO_REDIS_REPLY = (
+    "not sent: no Redis is known (set EDM_REDIS_URL or start a worker); a test message waits for "
+    "the relays' limits there as every message does"
+)
+LIMITS_UNREACHABLE_REPLY = "not sent: the relays' limits in Redis could not be reached"
+LIMITS_WAIT_REPLY = (
+    f"not sent: the relays' limits allow no message within {_TEST_SEND_TIMEOUT_S:.0f} s"
+)
 
 
 @dataclass(frozen=True)
@@ -169,8 +182,9 @@ async def send_test(
     to_address: str,
 ) -> SendTestOutcome:
     """Send one test message, as ``email`` with ``fields`` would get it, to ``to_address``
-    through the first configured relay; the outcome, never raises for SMTP trouble (a refusal
-    is a result to show, not an error)."""
+    through the configured relays as delivery sends: the relays' limits in Redis, and the next
+    relay when one cannot be connected to. The outcome; never raises for SMTP trouble (a
+    refusal is a result to show, not an error)."""
     to = normalise_email(to_address)
     pipeline = preview_pipeline(
         source,
@@ -188,20 +202,50 @@ async def send_test(
     )
     bounce_domain = settings.bounce_domain or pipeline.skeleton.sender_domain
     sender = return_path_for(settings.secret, TEST_JOB_ID, bounce_domain)
-    relay = load_relay_config(settings).relays[0]
-    pool = SmtpPool(
-        relay.relay,
-        size=1,
-        timeout_s=min(settings.smtp_timeout_s, _TEST_SEND_TIMEOUT_S),
-        data_timeout_s=min(settings.smtp_data_timeout_s, _TEST_SEND_TIMEOUT_S * 3),
+    config = load_relay_config(settings)
+    redis_url = known_redis_url(settings.redis_url, settings.data_dir)
+    if not redis_url:
+        return SendTestOutcome(to=to, accepted=False, reply=NO_REDIS_REPLY, relay="")
+    redis = Redis.from_url(
+        redis_url, socket_timeout=_TEST_SEND_TIMEOUT_S, socket_connect_timeout=_TEST_SEND_TIMEOUT_S
     )
+    relays = RelaySet.from_settings(config, redis, _one_message_settings(settings))
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + _TEST_SEND_TIMEOUT_S
     try:
-        outcome = await pool.send(sender=sender, recipient=to, message=message)
+        outcome = await relays.send(
+            sender=sender,
+            recipient=to,
+            message=message,
+            should_stop=lambda: loop.time() > give_up_at,
+        )
     finally:
-        await pool.close()
+        await relays.close()
+        await redis.aclose()
+    if outcome is None:
+        reply = LIMITS_WAIT_REPLY if loop.time() > give_up_at else LIMITS_UNREACHABLE_REPLY
+        return SendTestOutcome(to=to, accepted=False, reply=reply, relay="")
     return SendTestOutcome(
         to=to,
         accepted=outcome.kind == SendOutcomeKind.ACCEPTED,
         reply=outcome.message,
-        relay=relay.relay.display(),
+        relay=_relay_shown(config, outcome.relay),
     )
+
+
+def _one_message_settings(settings: Settings) -> Settings:
+    """One connection per relay, and a person waiting: shorter timeouts than a campaign's."""
+    return replace(
+        settings,
+        smtp_connections=1,
+        smtp_timeout_s=min(settings.smtp_timeout_s, _TEST_SEND_TIMEOUT_S),
+        smtp_data_timeout_s=min(settings.smtp_data_timeout_s, _TEST_SEND_TIMEOUT_S * 3),
+    )
+
+
+def _relay_shown(config: RelaySetConfig, name: str | None) -> str:
+    """The relay that answered, as host:port (what the editor configured), else its name."""
+    for relay in config.relays:
+        if relay.name == name:
+            return relay.relay.display()
+    return name or ""

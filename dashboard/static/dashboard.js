@@ -262,7 +262,9 @@
         result.className = answer.accepted ? "notice" : "error-box";
         result.textContent = answer.accepted
           ? `Accepted by ${answer.relay} for ${answer.to}: ${answer.reply}`
-          : `Refused by ${answer.relay}: ${answer.reply}`;
+          : answer.relay
+            ? `Refused by ${answer.relay}: ${answer.reply}`
+            : answer.reply;
       } catch (error) {
         result.className = "error-box";
         result.textContent = error.message;

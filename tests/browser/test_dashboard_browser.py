@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from campaigns.core.settings import PROJECT_ROOT
-from tests.conftest import _stop_process_group, run_edm, wait_until
+from tests.conftest import _stop_process_group, run_edm
 from tests.dashboard_helpers import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.smtp_server import RecordingSmtpServer
+from tests.tracking_helpers import edm_web_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,12 +37,6 @@ LIVE_TIMEOUT_MS = 120_000
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Chromium not installed (apt-get install chromium)"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _recipients_csv(path: Path) -> Path:
@@ -70,30 +62,8 @@ def served(edm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         stdin=ADMIN_PASSWORD + "\n",
     )
     assert created.returncode == 0, created.stderr
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edm", "serve", "--port", str(port)],
-            env=edm_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/login", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        assert wait_until(answers, timeout_s=30), log_path.read_text()
-        yield url
-    finally:
-        _stop_process_group(process)
+    with edm_web_server("serve", edm_env, tmp_path / "serve.log") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _stop_process_group, run_edm, wait_until
+from tests.tracking_helpers import edm_web_server, free_port
 
 PASSWORD = "a long enough password\n"
 
@@ -32,38 +32,10 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     return environment
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edm", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/login", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        assert wait_until(answers, timeout_s=30), (tmp_path / "serve.log").read_text()
-        yield url
-    finally:
-        _stop_process_group(process)
-        log.close()
+    with edm_web_server("serve", env, tmp_path / "serve.log") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_user_is_created_from_standard_input_and_gets_api_tokens(
@@ -230,7 +202,7 @@ def test_the_demo_can_leave_the_dashboard_running(tmp_path: Path) -> None:
     import signal
 
     environment = {key: value for key, value in os.environ.items() if not key.startswith("EDM_")}
-    port = _free_port()
+    port = free_port()
     output = tmp_path / "demo.out"
     with output.open("wb") as sink:
         process = subprocess.Popen(
