@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 
 def die_with_parent_hook() -> Callable[[], None] | None:
@@ -37,6 +38,19 @@ def die_with_parent_hook() -> Callable[[], None] | None:
             os._exit(1)
 
     return die_with_parent
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: a child's loop waits on it and ends its pass cleanly
+    instead of dying in the middle of a transaction."""
+    stop = threading.Event()
+
+    def request_stop(_signal: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
 
 
 @contextlib.contextmanager

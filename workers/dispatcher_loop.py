@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 import redis
 from redis.exceptions import LockError, RedisError
@@ -19,6 +17,7 @@ from campaigns.core.settings import Settings
 from campaigns.core.storage import Database
 from campaigns.jobs.dispatch import Dispatcher, DispatchLimits
 from workers.celery_app import app, broker_url_from_env
+from workers.child_processes import stop_event_on_signals
 from workers.liveness import queue_depth
 from workers.redis_keys import dispatcher_lock_key
 from workers.tasks import DELIVER_BATCH
@@ -89,13 +88,7 @@ def _hold_lock(lock: redis.lock.Lock, holding: bool) -> bool:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-
-    def request_stop(_signal: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_event_on_signals()
     log.info("dispatcher started")
     run_dispatcher(Settings.from_env(), stop)
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -44,6 +42,7 @@ from campaigns.webhooks.outbox import (
     release_lease,
 )
 from campaigns.webhooks.signing import signed_headers
+from workers.child_processes import stop_event_on_signals
 
 log = logging.getLogger("edm.webhooks")
 
@@ -252,13 +251,7 @@ def run_webhook_delivery(settings: Settings, stop: threading.Event) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    stop = threading.Event()
-
-    def request_stop(_signal: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_event_on_signals()
     log.info("webhook delivery started")
     run_webhook_delivery(Settings.from_env(), stop)
 
