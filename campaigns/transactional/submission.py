@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import InputError, StateError
@@ -75,12 +76,9 @@ def submit_message(
         default_from=settings.tx_from_address,
         max_attachment_bytes=settings.tx_max_attachment_bytes,
     )
-    key = request.idempotency_key
-    if key is not None:
-        earlier = _earlier_message(database, idempotency_scope, key, now)
-        if earlier is not None:
-            return earlier
-    _check_suppression(database, checked)
+    earlier = _earlier_or_refused(database, checked, idempotency_scope, now)
+    if earlier is not None:
+        return earlier
     message = _message_row(checked, settings, idempotency_scope)
     stream = stream_for(database, request.category)
     _check_renders(message, checked, settings, stream.campaign_uuid)
@@ -94,41 +92,55 @@ def submit_message(
     return accepted
 
 
-def _earlier_message(database: Database, scope: str, key: str, now: datetime) -> Accepted | None:
+def _earlier_or_refused(
+    database: Database, checked: CheckedRequest, scope: str, now: datetime
+) -> Accepted | None:
+    """In one transaction: the first message of the request's idempotency key, if it was
+    used within a day; else StateError when the address is suppressed for this mail."""
+    key = checked.request.idempotency_key
     with database.session() as session:
-        row = session.execute(
-            select(
-                TransactionalMessage.uuid,
-                TransactionalMessage.job_id,
-                TransactionalMessage.created_at,
-            ).where(
-                TransactionalMessage.idempotency_scope == scope,
-                TransactionalMessage.idempotency_key == key,
-            )
-        ).first()
-        if row is None:
-            return None
-        if row.created_at > now - IDEMPOTENCY_WINDOW:
-            return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
-        # A day old: the key is free for a new message; the old one keeps its id.
-        session.execute(
-            update(TransactionalMessage)
-            .where(TransactionalMessage.job_id == row.job_id)
-            .values(idempotency_key=None)
-        )
-        return None
-
-
-def _check_suppression(database: Database, checked: CheckedRequest) -> None:
-    reason = blocking_suppression(database, checked.to_key, checked.request.category)
+        if key is not None:
+            earlier = _earlier_message(session, scope, key, now)
+            if earlier is not None:
+                return earlier
+        reason = _blocking_reason(session, checked.to_key, checked.request.category)
     if reason is not None:
         raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
+    return None
+
+
+def _earlier_message(session: Session, scope: str, key: str, now: datetime) -> Accepted | None:
+    row = session.execute(
+        select(
+            TransactionalMessage.uuid,
+            TransactionalMessage.job_id,
+            TransactionalMessage.created_at,
+        ).where(
+            TransactionalMessage.idempotency_scope == scope,
+            TransactionalMessage.idempotency_key == key,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.created_at > now - IDEMPOTENCY_WINDOW:
+        return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
+    # A day old: the key is free for a new message; the old one keeps its id.
+    session.execute(
+        update(TransactionalMessage)
+        .where(TransactionalMessage.job_id == row.job_id)
+        .values(idempotency_key=None)
+    )
+    return None
 
 
 def blocking_suppression(database: Database, to_key: str, category: str) -> str | None:
     """Why mail of ``category`` must not go to ``to_key`` (a hard bounce, a complaint), if so."""
     with database.session() as session:
-        reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == to_key))
+        return _blocking_reason(session, to_key, category)
+
+
+def _blocking_reason(session: Session, to_key: str, category: str) -> str | None:
+    reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == to_key))
     return reason if reason is not None and suppression_blocks(reason, category) else None
 
 
@@ -241,7 +253,8 @@ def _record(
         key = message.idempotency_key
         if key is None:
             raise
-        earlier = _earlier_message(database, message.idempotency_scope, key, now)
+        with database.session() as session:
+            earlier = _earlier_message(session, message.idempotency_scope, key, now)
         if earlier is None:
             raise InputError("Idempotency-Key: in use by a message being recorded; retry") from None
         return earlier
