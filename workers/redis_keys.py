@@ -106,3 +106,13 @@ class LimitKeys:
 def submission_rate_key(namespace: str, credential_id: int) -> str:
     """Recipients an SMTP submission credential had accepted, counted over the last minute."""
     return f"{namespace}:submission:credential:{credential_id}:rate"
+
+
+def transactional_pending_key(namespace: str) -> str:
+    """The list of transactional job ids published and not yet taken by a lane task."""
+    return f"{namespace}:tx-pending"
+
+
+def transactional_wake_key(namespace: str) -> str:
+    """Set while a task to take the pending transactional jobs is queued: one at a time."""
+    return f"{namespace}:tx-wake"
