@@ -6,9 +6,10 @@ it. So the work runs in a child process. A process with other threads (a server)
 fork server, started once with the modules named by :func:`preload_in_children` imported:
 forking a threaded process can copy into the child a lock another thread held, which nothing
 then releases. Such a child is kept warm and runs one call after another (a fork-server start
-per call cost a server more than the call itself): each call gets its own CPU alarm and
-``RLIMIT_CPU`` set past the CPU the child has used so far, and a child whose call was stopped,
-died or reached ``_CALLS_PER_CHILD`` is not used again.
+per call cost a server more than the call itself), one child per CPU at most while other calls
+wait: each call gets its own CPU alarm and ``RLIMIT_CPU`` set past the CPU the child has used
+so far, and a child whose call was stopped, died or reached ``_CALLS_PER_CHILD`` is not used
+again.
 A process with one thread (a CLI command) forks itself: for its one call the fork
 server's interpreter start-up would cost more than the work, and ``edm campaigns schedule`` is
 timed to the first message. The child gets an interval timer on its CPU time, which raises
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import resource
 import signal
 import threading
@@ -39,8 +41,10 @@ _ALARM_REPEAT_S = 0.1
 _processes = multiprocessing.get_context("forkserver")
 _CALLS_PER_CHILD = 1000
 """A warm child is retired after this many calls, so what a call leaves behind stays bounded."""
-_IDLE_CHILDREN = 4
-"""Warm children kept for later calls; more are started while more calls run at once."""
+_WARM_CHILDREN = max(2, os.cpu_count() or 1)
+"""Warm children per memory limit; more calls at once wait for one to be free. The work is
+CPU-bound, so more children than CPUs would not finish sooner, and a burst of requests would
+otherwise start (and throw away) a child each."""
 
 _preloaded = [__name__]
 _processes.set_forkserver_preload(_preloaded)
@@ -136,25 +140,40 @@ class _WarmChild:
         self.connection.close()
 
 
-_idle: dict[int, list[_WarmChild]] = {}
-"""Warm children waiting for a call, by the memory limit they were started with."""
-_idle_lock = threading.Lock()
+class _WarmChildren:
+    """At most ``_WARM_CHILDREN`` children of one memory limit, each serving one call at a time."""
+
+    def __init__(self, memory_limit_bytes: int) -> None:
+        self.memory_limit_bytes = memory_limit_bytes
+        self.free = threading.BoundedSemaphore(_WARM_CHILDREN)
+        self.idle: list[_WarmChild] = []
+        self.lock = threading.Lock()
+
+    def call(self, call: Call, wall_time_s: float) -> Any:
+        with self.free:
+            with self.lock:
+                child = self.idle.pop() if self.idle else None
+            if child is None:
+                child = _WarmChild(self.memory_limit_bytes)
+            outcome, serves_on = child.call(call, wall_time_s)
+            if serves_on:
+                with self.lock:
+                    self.idle.append(child)
+            else:
+                child.stop()
+        return outcome
+
+
+_pools: dict[int, _WarmChildren] = {}
+_pools_lock = threading.Lock()
 
 
 def _warm_call(call: Call, memory_limit_bytes: int, wall_time_s: float) -> Any:
-    with _idle_lock:
-        waiting = _idle.setdefault(memory_limit_bytes, [])
-        child = waiting.pop() if waiting else None
-    if child is None:
-        child = _WarmChild(memory_limit_bytes)
-    outcome, serves_on = child.call(call, wall_time_s)
-    with _idle_lock:
-        keep = serves_on and len(_idle[memory_limit_bytes]) < _IDLE_CHILDREN
-        if keep:
-            _idle[memory_limit_bytes].append(child)
-    if not keep:
-        child.stop()
-    return outcome
+    with _pools_lock:
+        pool = _pools.get(memory_limit_bytes)
+        if pool is None:
+            pool = _pools[memory_limit_bytes] = _WarmChildren(memory_limit_bytes)
+    return pool.call(call, wall_time_s)
 
 
 def _run_in_child(
