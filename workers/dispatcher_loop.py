@@ -38,7 +38,7 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
         app.send_task(DELIVER_BATCH, args=[list(job_ids)], queue=settings.queue_name)
 
     def publish_transactional(job_ids: Sequence[int]) -> None:
-        publish_on(app, settings, job_ids)
+        publish_on(app, client, settings, job_ids)
 
     def queued_batches() -> int:
         return queue_depth(client, settings.queue_name)

@@ -111,3 +111,13 @@ def submission_rate_key(namespace: str, credential_id: int) -> str:
 def tracking_events_key(namespace: str) -> str:
     """The stream of answered opens and clicks not yet written to the database."""
     return f"{namespace}:tracking-events"
+
+
+def transactional_pending_key(namespace: str) -> str:
+    """The list of transactional job ids published and not yet taken by a lane task."""
+    return f"{namespace}:tx-pending"
+
+
+def transactional_wake_key(namespace: str) -> str:
+    """Set while a task to take the pending transactional jobs is queued: one at a time."""
+    return f"{namespace}:tx-wake"

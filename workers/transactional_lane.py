@@ -5,7 +5,10 @@ Campaign batches can keep every campaign process busy for minutes. A transaction
 published on ``<queue>.tx`` the moment it is committed; ``edm worker`` runs
 ``EDM_TX_PROCESSES`` processes that consume only that queue, so it never waits for a batch to
 end, and its campaign processes list it first with Redis's ``priority`` queue order, so they
-take it before the next batch whenever they are free. Both lanes run the same task on the same
+take it before the next batch whenever they are free. Messages published close together go
+out as one batch, and at most one task waits on that queue at a time
+(:mod:`workers.transactional_pending`), so a campaign process takes at most one transactional
+batch between two of its campaign's. Both lanes run the same task on the same
 relays, limits and DKIM key. Started as ``python -m workers.transactional_lane``.
 """
 
@@ -18,17 +21,15 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 
+import redis
 from celery import Celery
 
 from campaigns.core.settings import Settings
 from workers.celery_app import app, make_celery
 from workers.child_processes import python_module_running
 from workers.embedded_redis import known_redis_url
-from workers.liveness import (
-    TRANSACTIONAL_HOSTNAME_PREFIX,
-    transactional_queue_name,
-)
-from workers.tasks import DELIVER_BATCH
+from workers.liveness import TRANSACTIONAL_HOSTNAME_PREFIX
+from workers.transactional_pending import publish_pending, transactional_queue
 
 log = logging.getLogger("edm.transactional")
 
@@ -37,17 +38,12 @@ PUBLISH_TIMEOUT_S = 2.0
 dispatcher publishes it again if this fails."""
 
 
-def transactional_queue(settings: Settings) -> str:
-    return transactional_queue_name(settings.queue_name)
-
-
-def publish_on(celery: Celery, settings: Settings, job_ids: Sequence[int]) -> None:
-    celery.send_task(
-        DELIVER_BATCH,
-        args=[list(job_ids)],
-        queue=transactional_queue(settings),
-        retry=False,
-    )
+def publish_on(
+    celery: Celery, client: redis.Redis, settings: Settings, job_ids: Sequence[int]
+) -> None:
+    """Publish on the lane: the ids wait in Redis for a lane task that takes them in batches
+    (:mod:`workers.transactional_pending`)."""
+    publish_pending(celery, client, settings, job_ids)
 
 
 def publisher_for(settings: Settings) -> functools.partial[None] | None:
@@ -56,14 +52,15 @@ def publisher_for(settings: Settings) -> functools.partial[None] | None:
     url = known_redis_url(settings.redis_url, settings.data_dir)
     if not url:
         return None
-    return functools.partial(publish_on, _producer(url, settings), settings)
+    celery, client = _producer(url, settings)
+    return functools.partial(publish_on, celery, client, settings)
 
 
-_producers: dict[str, Celery] = {}
-"""One per broker URL and process: its connection pool is reused by every request."""
+_producers: dict[str, tuple[Celery, redis.Redis]] = {}
+"""One per broker URL and process: their connection pools are reused by every request."""
 
 
-def _producer(url: str, settings: Settings) -> Celery:
+def _producer(url: str, settings: Settings) -> tuple[Celery, redis.Redis]:
     if url in _producers:
         return _producers[url]
     producer = make_celery(settings, url)
@@ -73,8 +70,11 @@ def _producer(url: str, settings: Settings) -> Celery:
         "socket_timeout": PUBLISH_TIMEOUT_S,
         "socket_connect_timeout": PUBLISH_TIMEOUT_S,
     }
-    _producers[url] = producer
-    return producer
+    client = redis.Redis.from_url(
+        url, socket_timeout=PUBLISH_TIMEOUT_S, socket_connect_timeout=PUBLISH_TIMEOUT_S
+    )
+    _producers[url] = (producer, client)
+    return _producers[url]
 
 
 def publish_or_leave(settings: Settings, job_ids: Sequence[int]) -> None:

@@ -6,6 +6,8 @@ pages and commands about campaigns leave it out.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -31,11 +33,25 @@ class Stream:
     campaign_uuid: str
 
 
+_known: weakref.WeakKeyDictionary[Database, dict[str, Stream]] = weakref.WeakKeyDictionary()
+"""Streams met before, per database: a stream, once made, is never changed or removed, so every
+message after the first of its category need not ask the database for it."""
+_known_lock = threading.Lock()
+
+
 def stream_for(database: Database, category: str) -> Stream:
     """The stream of ``category``, made now if it is the first message of its kind."""
-    found = _find(database, category)
-    if found is not None:
-        return found
+    with _known_lock:
+        known = _known.setdefault(database, {}).get(category)
+    if known is not None:
+        return known
+    found = _find(database, category) or _made(database, category)
+    with _known_lock:
+        _known[database][category] = found
+    return found
+
+
+def _made(database: Database, category: str) -> Stream:
     try:
         with database.session() as session:
             stream_list = RecipientList(name=f"(transactional stream: {category})", field_names=[])

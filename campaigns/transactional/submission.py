@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from campaigns.content.templating import TemplateSource
 from campaigns.core.errors import ConflictingRequest, InputError, StateError
@@ -82,12 +83,11 @@ def submit_message(
         max_attachment_bytes=settings.tx_max_attachment_bytes,
     )
     fingerprint = request_fingerprint(checked)
-    key = request.idempotency_key
-    if key is not None:
-        earlier = _earlier_message(database, idempotency_scope, key, fingerprint, now)
-        if earlier is not None:
-            return earlier
-    _check_suppression(database, checked, settings.secret)
+    earlier = _earlier_or_refused(
+        database, checked, idempotency_scope, fingerprint, settings.secret, now
+    )
+    if earlier is not None:
+        return earlier
     message = _message_row(checked, settings, idempotency_scope)
     message.request_sha256 = fingerprint
     stream = stream_for(database, request.category)
@@ -102,45 +102,60 @@ def submit_message(
     return accepted
 
 
+def _earlier_or_refused(
+    database: Database,
+    checked: CheckedRequest,
+    scope: str,
+    fingerprint: str,
+    secret: bytes,
+    now: datetime,
+) -> Accepted | None:
+    """In one transaction: the first message of the request's idempotency key, if it was
+    used within a day; else StateError when the address is suppressed for this mail."""
+    key = checked.request.idempotency_key
+    with database.session() as session:
+        if key is not None:
+            earlier = _earlier_message(session, scope, key, fingerprint, now)
+            if earlier is not None:
+                return earlier
+        reason = _blocking_reason(session, checked.to_key, checked.request.category, secret)
+    if reason is not None:
+        raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
+    return None
+
+
 def _earlier_message(
-    database: Database, scope: str, key: str, fingerprint: str, now: datetime
+    session: Session, scope: str, key: str, fingerprint: str, now: datetime
 ) -> Accepted | None:
     """The message recorded under ``key`` within a day; ConflictingRequest (nothing recorded)
     when it was recorded for another request, since answering its id would say this one was."""
-    with database.session() as session:
-        row = session.execute(
-            select(
-                TransactionalMessage.uuid,
-                TransactionalMessage.job_id,
-                TransactionalMessage.created_at,
-                TransactionalMessage.request_sha256,
-            ).where(
-                TransactionalMessage.idempotency_scope == scope,
-                TransactionalMessage.idempotency_key == key,
-            )
-        ).first()
-        if row is None:
-            return None
-        if row.created_at > now - IDEMPOTENCY_WINDOW:
-            if row.request_sha256 not in (None, fingerprint):
-                raise ConflictingRequest(
-                    f"Idempotency-Key: {key[:40]!r} was used for another request within 24 "
-                    f"hours (message {row.uuid}); use a new key for a new message"
-                )
-            return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
-        # A day old: the key is free for a new message; the old one keeps its id.
-        session.execute(
-            update(TransactionalMessage)
-            .where(TransactionalMessage.job_id == row.job_id)
-            .values(idempotency_key=None)
+    row = session.execute(
+        select(
+            TransactionalMessage.uuid,
+            TransactionalMessage.job_id,
+            TransactionalMessage.created_at,
+            TransactionalMessage.request_sha256,
+        ).where(
+            TransactionalMessage.idempotency_scope == scope,
+            TransactionalMessage.idempotency_key == key,
         )
+    ).first()
+    if row is None:
         return None
-
-
-def _check_suppression(database: Database, checked: CheckedRequest, secret: bytes) -> None:
-    reason = blocking_suppression(database, checked.to_key, checked.request.category, secret)
-    if reason is not None:
-        raise StateError(f"to.email: {checked.to} is suppressed ({reason})")
+    if row.created_at > now - IDEMPOTENCY_WINDOW:
+        if row.request_sha256 not in (None, fingerprint):
+            raise ConflictingRequest(
+                f"Idempotency-Key: {key[:40]!r} was used for another request within 24 "
+                f"hours (message {row.uuid}); use a new key for a new message"
+            )
+        return Accepted(message_id=row.uuid, job_id=row.job_id, duplicate=True)
+    # A day old: the key is free for a new message; the old one keeps its id.
+    session.execute(
+        update(TransactionalMessage)
+        .where(TransactionalMessage.job_id == row.job_id)
+        .values(idempotency_key=None)
+    )
+    return None
 
 
 def blocking_suppression(
@@ -148,11 +163,15 @@ def blocking_suppression(
 ) -> str | None:
     """Why mail of ``category`` must not go to ``to_key`` (a hard bounce, a complaint, an
     erasure, whose entry is the address's keyed hash made with ``secret``), if so."""
-    keys = (to_key, erased_key(secret, to_key))
     with database.session() as session:
-        reason = session.scalar(
-            select(Suppression.reason).where(Suppression.email_key.in_(keys)).limit(1)
-        )
+        return _blocking_reason(session, to_key, category, secret)
+
+
+def _blocking_reason(session: Session, to_key: str, category: str, secret: bytes) -> str | None:
+    keys = (to_key, erased_key(secret, to_key))
+    reason = session.scalar(
+        select(Suppression.reason).where(Suppression.email_key.in_(keys)).limit(1)
+    )
     return reason if reason is not None and suppression_blocks(reason, category) else None
 
 
@@ -268,7 +287,8 @@ def _record(
         if key is None:
             raise
         fingerprint = message.request_sha256 or ""
-        earlier = _earlier_message(database, message.idempotency_scope, key, fingerprint, now)
+        with database.session() as session:
+            earlier = _earlier_message(session, message.idempotency_scope, key, fingerprint, now)
         if earlier is None:
             raise InputError("Idempotency-Key: in use by a message being recorded; retry") from None
         return earlier

@@ -72,3 +72,18 @@ def test_a_template_error_in_the_child_is_the_same_one_line_error() -> None:
         render_isolated(CompiledTemplate(source), {})
 
     assert str(raised.value) == "t/body.html:2: repeated text or list too long (limit 1000000)"
+
+
+@pytest.mark.usefixtures("caller_threads")
+def test_a_render_after_a_stopped_one_renders_normally() -> None:
+    """A web server's child is kept warm between renders; one that was stopped is replaced."""
+    endless = TemplateSource(name="t", subject="Hi", html=ENDLESS_LOOPS, text=None)
+    plain = CompiledTemplate(
+        TemplateSource(name="p", subject="Hi", html="<p>{{ city }}</p>", text=None)
+    )
+
+    renders = [render_isolated(plain, CONTEXT) for _ in range(3)]
+    with pytest.raises(TemplateError):
+        render_isolated(CompiledTemplate(endless), {}, cpu_limit_s=0.5)
+
+    assert render_isolated(plain, CONTEXT) == renders[0] == plain.render(CONTEXT)
