@@ -206,7 +206,10 @@ def get_campaigns(
 @router.get("/rates", summary="Sent, delivered, human-open and click rates of campaigns")
 def get_rates(
     database: DatabaseDep,
-    ids: Annotated[list[int], Query(max_length=200, description="campaign ids")],
+    ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+        Query(max_length=200, description="campaign ids"),
+    ],
 ) -> dict[int, CampaignRatesOut]:
     return {
         campaign_id: CampaignRatesOut.of(rates)
