@@ -162,7 +162,10 @@ def test_edm_status_reports_the_worker_and_the_dispatcher(
 
     assert wait_until(all_well, timeout_s=90, interval_s=0.5), outcome[0].stderr
     report = json.loads(outcome[0].stdout)
-    assert [name.startswith(f"edm-{worker.pid}@") for name in report["workers_online"]] == [True]
+    # The worker's campaign processes and its transactional lane, each a Celery worker.
+    campaign_names, lane_names = sorted(name.split("@")[0] for name in report["workers_online"])
+    assert campaign_names == f"edm-{worker.pid}"
+    assert lane_names.startswith("tx-edm-")
     assert report["dispatcher_active"] is True
     assert report["database"] == "ok"
     assert report["redis"] == "ok"
@@ -173,6 +176,7 @@ def test_edm_status_reports_the_worker_and_the_dispatcher(
     readable = run_edm(["status"], edm_env, timeout_s=60)
     assert readable.returncode == 0, readable.stderr
     assert f"edm-{worker.pid}@" in readable.stdout
+    assert "(transactional lane)" in readable.stdout
     assert "dispatcher:        active" in readable.stdout
 
 
