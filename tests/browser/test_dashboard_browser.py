@@ -216,14 +216,17 @@ def test_the_workers_page_shows_workers_online_then_gone(
         row = page.locator(f"#workers-table tr[data-pid='{worker.pid}']")
         expect(row).to_have_attribute("data-online", "yes", timeout=60_000)
         expect(row).to_contain_text("online")
-    expect(page.locator("#workers-online")).to_have_text("2")
+    # Each `edm worker` is two Celery nodes: its campaign processes and its transactional lane.
+    expect(page.locator("#workers-online")).to_have_text("4", timeout=60_000)
+    expect(page.locator("#transactional-processes")).to_have_text("2")
     _shot(page, "14-workers-online")
 
     _stop_process_group(second)
     row = page.locator(f"#workers-table tr[data-pid='{second.pid}']")
     expect(row).to_have_attribute("data-online", "no", timeout=30_000)
     expect(row).to_contain_text("gone")
-    expect(page.locator("#workers-online")).to_have_text("1")
+    expect(page.locator("#workers-online")).to_have_text("2", timeout=30_000)
+    expect(page.locator("#transactional-processes")).to_have_text("1")
     _shot(page, "15-workers-one-gone")
 
     page.set_viewport_size({"width": 390, "height": 844})
