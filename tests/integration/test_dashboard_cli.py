@@ -240,10 +240,12 @@ def test_the_demo_can_leave_the_dashboard_running(tmp_path: Path) -> None:
         with opener.open(f"{url}/api/campaigns", timeout=5) as campaigns:
             assert [c["state"] for c in json.load(campaigns)] == ["completed"]
 
-        # The worker is still running, seen by the dashboard.
+        # The worker is still running, seen by the dashboard: its campaign processes and its
+        # transactional lane, one node each.
         def worker_online() -> bool:
-            with opener.open(f"{url}/api/workers", timeout=5) as workers:
-                return json.load(workers)["online"] == 1
+            with opener.open(f"{url}/api/workers", timeout=5) as answer:
+                rows = [row for row in json.load(answer)["workers"] if row["online"]]
+            return sorted(row["lane"] for row in rows) == ["campaign", "transactional"]
 
         assert wait_until(worker_online, timeout_s=60)
     finally:
