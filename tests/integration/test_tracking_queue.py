@@ -29,6 +29,7 @@ from tests.integration.test_tracking import (
     _deliver_campaign,
     _edm_env,
     _sent_long_ago,
+    _tampered,
 )
 from tests.tracking_helpers import Delivered, edm_web_server, fetch
 
@@ -120,6 +121,29 @@ def test_events_under_concurrent_load_are_written_once_and_counted_exactly(
     with database.session() as session:
         keys = session.scalar(select(func.count(JobEvent.event_key.distinct())))
     assert keys == sum(expected.values())
+
+
+def test_forged_tokens_on_the_fast_path_get_404_and_queue_nothing(
+    database: Database,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    campaign: tuple[int, dict[str, Delivered]],
+) -> None:
+    campaign_id, messages = campaign
+    message = next(iter(messages.values()))
+    link = next(url for url in message.links.values() if "/c/" in url)
+    env = _queued_env(database_url, redis_url, tmp_path)
+    with edm_web_server("track", env, tmp_path / "track.log") as port:
+        # The real link first, so its URL is cached and the fast path would answer its clicks.
+        assert fetch(_local(port, link)).status == 302
+        forged = [_tampered(message.pixel), _tampered(link), "/o/x.gif", "/c/x"]
+        assert [fetch(_local(port, url)).status for url in forged] == [404] * len(forged)
+        only_the_real_click = {"clicked": 1}
+        assert wait_until(
+            lambda: _event_rows(database, campaign_id) == only_the_real_click, timeout_s=60
+        )
+    assert _event_rows(database, campaign_id) == {"clicked": 1}
 
 
 def _stalled_post(port: int, url: str) -> socket.socket:
